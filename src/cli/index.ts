@@ -1,0 +1,54 @@
+import { ConfigError } from '../errors.ts'
+import { loadConfig } from '../config.ts'
+import { migrateToLatest } from '../db/migrate.ts'
+import { runUntilSignal } from './runtime.ts'
+
+const USAGE = `usage: goalpost <command>
+
+  start      migrate, then serve HTTP and run the workers in one process
+  serve      only the HTTP server (Segment tracking API, webhook, health)
+  worker     only the queue workers
+  migrate    create the database if missing and run migrations to latest
+
+Environment: DATABASE_URL, REDIS_URL, PORT, HOST, GOALPOST_WRITE_KEYS,
+GOALPOST_WEBHOOK_SECRET, GOALPOST_ADMIN_TOKEN, GOALPOST_QUEUE_PREFIX (see README).`
+
+async function main(argv: string[]): Promise<number> {
+  const [command] = argv
+  switch (command) {
+    case 'start':
+      await runUntilSignal({ migrate: true, http: true, workers: true })
+      return -1
+    case 'serve':
+      await runUntilSignal({ migrate: false, http: true, workers: false })
+      return -1
+    case 'worker':
+      await runUntilSignal({ migrate: false, http: false, workers: true })
+      return -1
+    case 'migrate': {
+      const { created, ran } = await migrateToLatest(loadConfig().databaseUrl)
+      if (created) console.log('created the database')
+      console.log(ran.length > 0 ? `ran ${ran.length} migration(s):\n  ${ran.join('\n  ')}` : 'already up to date')
+      return 0
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE)
+      return command === undefined ? 1 : 0
+    default:
+      console.error(`goalpost: unknown command "${command}"\n\n${USAGE}`)
+      return 1
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code)
+  },
+  (err) => {
+    console.error(err instanceof ConfigError ? err.message : err)
+    process.exit(1)
+  },
+)

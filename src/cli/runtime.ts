@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify'
+import { loadConfig, type Config } from '../config.ts'
+import { createLogger, type Logger } from '../logger.ts'
+import { createDb } from '../db/knex.ts'
+import { migrateToLatest } from '../db/migrate.ts'
+import { buildServer } from '../http/server.ts'
+import { createIngestQueue } from '../jobs/queues.ts'
+import { createRedis, waitUntilReady } from '../jobs/redis.ts'
+import { startWorkers } from '../jobs/workers.ts'
+
+export interface Running {
+  close(): Promise<void>
+  server?: FastifyInstance
+}
+
+type Closer = () => Promise<void>
+
+/** What `serve`, `worker` and `start` run; each part can run in its own process to scale out. */
+export async function run(parts: { migrate: boolean; http: boolean; workers: boolean }, config: Config = loadConfig()): Promise<Running> {
+  const log = createLogger(config.logLevel)
+  if (parts.migrate) {
+    const { created, ran } = await migrateToLatest(config.databaseUrl)
+    if (created) log.info('created the database')
+    if (ran.length > 0) log.info({ migrations: ran }, 'ran migrations')
+  }
+  const closers: Closer[] = []
+  const db = createDb(config.databaseUrl, { poolMax: Math.max(4, config.ingestConcurrency + 2) })
+  closers.push(() => db.destroy())
+  let server: FastifyInstance | undefined
+  if (parts.workers) {
+    const workers = startWorkers(config, db, log)
+    closers.unshift(() => workers.close())
+    log.info({ concurrency: config.ingestConcurrency }, 'workers started')
+  }
+  if (parts.http) {
+    const redis = createRedis(config.redisUrl, 'producer')
+    await waitUntilReady(redis)
+    const queue = createIngestQueue(redis, config.queuePrefix)
+    server = await buildServer({ config, queue, db, redis, log })
+    closers.unshift(async () => {
+      await server!.close()
+      await queue.close()
+      redis.disconnect()
+    })
+    await server.listen({ port: config.port, host: config.host })
+  }
+  return {
+    server,
+    async close() {
+      for (const close of closers) await close().catch((err) => log.error({ err }, 'error while shutting down'))
+    },
+  }
+}
+
+/** Runs until SIGINT/SIGTERM, then drains: the HTTP server stops taking requests, workers finish their jobs. */
+export async function runUntilSignal(parts: Parameters<typeof run>[0]): Promise<void> {
+  const config = loadConfig()
+  const log: Logger = createLogger(config.logLevel)
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled promise rejection'))
+  const running = await run(parts, config)
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'shutting down')
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  }
+  process.once('SIGINT', () => stop('SIGINT'))
+  process.once('SIGTERM', () => stop('SIGTERM'))
+}

@@ -1,0 +1,86 @@
+import type { Knex } from 'knex'
+import { columnsSetBy, type Channel, type StepColumn } from '../core/lifecycle.ts'
+import type { DeliveryFact } from '../plugin/delivery-events.ts'
+
+export interface DeliveryObservation {
+  fact: DeliveryFact
+  personId: string
+  receivedAt: string
+  seq: number
+}
+
+type DeliveryRow = {
+  delivery_id: string
+  person_id: string
+  campaign_ref: string | null
+  journey_ref: string | null
+  action_id: string | null
+  channel: Channel
+  first_received_at: string
+} & Partial<Record<StepColumn, string>>
+
+const STEP_COLUMNS: readonly StepColumn[] = [
+  'drafted_at',
+  'attempted_at',
+  'sent_at',
+  'delivered_at',
+  'opened_at',
+  'clicked_at',
+  'failed_at',
+]
+
+/**
+ * Folds lifecycle events into `deliveries` (R4, R5, R7). Each step keeps the
+ * earliest processing time recorded for it (LEAST), which makes the result
+ * independent of arrival order; ids keep the first value named.
+ */
+export async function upsertDeliveries(
+  trx: Knex.Transaction,
+  observations: readonly DeliveryObservation[],
+): Promise<void> {
+  if (observations.length === 0) return
+  // ON CONFLICT may touch a row once per statement: fold the batch per delivery first.
+  const rows = new Map<string, DeliveryRow>()
+  const sorted = [...observations].sort(
+    (a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || a.seq - b.seq,
+  )
+  for (const { fact, personId, receivedAt } of sorted) {
+    let row = rows.get(fact.deliveryId)
+    if (!row) {
+      row = {
+        delivery_id: fact.deliveryId,
+        person_id: personId,
+        campaign_ref: null,
+        journey_ref: null,
+        action_id: null,
+        channel: fact.channel,
+        first_received_at: receivedAt,
+      }
+      rows.set(fact.deliveryId, row)
+    }
+    row.campaign_ref ??= fact.campaignRef
+    row.journey_ref ??= fact.journeyRef
+    row.action_id ??= fact.actionId
+    for (const column of columnsSetBy(fact.step)) row[column] ??= receivedAt // sorted: the first is the earliest
+  }
+  const least = STEP_COLUMNS.map((c) => `${c} = LEAST(deliveries.${c}, excluded.${c})`).join(',\n ')
+  await trx.raw(
+    `INSERT INTO deliveries (delivery_id, person_id, campaign_ref, journey_ref, action_id, channel,
+                             ${STEP_COLUMNS.join(', ')}, first_received_at)
+     SELECT delivery_id, person_id, campaign_ref, journey_ref, action_id, channel,
+            ${STEP_COLUMNS.join(', ')}, first_received_at
+       FROM jsonb_to_recordset(?::jsonb) AS r(delivery_id text, person_id text, campaign_ref text, journey_ref text,
+                                             action_id text, channel text,
+                                             ${STEP_COLUMNS.map((c) => `${c} timestamptz`).join(', ')},
+                                             first_received_at timestamptz)
+      ORDER BY delivery_id
+     ON CONFLICT (delivery_id) DO UPDATE SET
+       campaign_ref = coalesce(deliveries.campaign_ref, excluded.campaign_ref),
+       journey_ref = coalesce(deliveries.journey_ref, excluded.journey_ref),
+       action_id = coalesce(deliveries.action_id, excluded.action_id),
+       ${least},
+       first_received_at = LEAST(deliveries.first_received_at, excluded.first_received_at),
+       updated_at = now()`,
+    [JSON.stringify([...rows.values()])],
+  )
+}

@@ -1,0 +1,72 @@
+import type { Knex } from 'knex'
+import type { IngestMessage } from '../plugin/normalise.ts'
+
+export type Source = 'api' | 'webhook' | 'plugin' | 'import'
+
+export interface PersistedEvent {
+  message: IngestMessage
+  seq: number
+  personId: string
+}
+
+/** The id a message is about before identity links: its userId, else anonymousId. */
+export const rawPersonId = (m: IngestMessage): string => (m.userId ?? m.anonymousId) as string
+
+/**
+ * Appends messages to the log in batch order (R2: seq is the persist order).
+ * A messageId already in the log is skipped, so only the returned events are
+ * new; the person is resolved through identity links (R25).
+ */
+export async function insertEvents(
+  trx: Knex.Transaction,
+  source: Source,
+  messages: readonly IngestMessage[],
+): Promise<PersistedEvent[]> {
+  const rows = messages.map((m, i) => ({
+    i,
+    message_id: m.messageId,
+    raw_id: rawPersonId(m),
+    user_id: m.userId,
+    anonymous_id: m.anonymousId,
+    type: m.type,
+    name: m.name,
+    properties: m.properties,
+    meta: m.meta,
+    context: m.context,
+    received_at: m.receivedAt,
+    sent_timestamp: m.timestamp,
+  }))
+  const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string }[] }>(
+    `INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
+                         received_at, sent_timestamp, source)
+     SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
+            r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, ?
+       FROM jsonb_to_recordset(?::jsonb) AS r(i int, message_id text, raw_id text, user_id text, anonymous_id text,
+                                             type text, name text, properties jsonb, meta jsonb, context jsonb,
+                                             received_at timestamptz, sent_timestamp timestamptz)
+       LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
+      ORDER BY r.i
+     ON CONFLICT (message_id) DO NOTHING
+     RETURNING message_id, seq, person_id`,
+    [source, JSON.stringify(rows)],
+  )
+  const byId = new Map(messages.map((m) => [m.messageId, m]))
+  return inserted
+    .map((r) => ({ message: byId.get(r.message_id)!, seq: r.seq, personId: r.person_id }))
+    .sort((a, b) => a.seq - b.seq)
+}
+
+/**
+ * Serialises ingestion per person: every transaction that writes a person's
+ * rows first takes these transaction-scoped advisory locks, in a fixed order
+ * so that two batches never deadlock on them.
+ */
+export async function lockPeople(trx: Knex.Transaction, ids: Iterable<string>): Promise<void> {
+  const list = [...new Set(ids)]
+  if (list.length === 0) return
+  await trx.raw(
+    `SELECT pg_advisory_xact_lock(k)
+       FROM (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest(?::text[]) AS id ORDER BY 1) AS keys`,
+    [list],
+  )
+}

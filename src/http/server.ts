@@ -1,0 +1,75 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Queue } from 'bullmq'
+import type { Knex } from 'knex'
+import type { Redis } from 'ioredis'
+import type { Config } from '../config.ts'
+import type { Logger } from '../logger.ts'
+import { InputError, QueueUnavailableError } from '../errors.ts'
+import type { IngestJobData } from '../jobs/queues.ts'
+import { MAX_REQUEST_BYTES, registerJsonBody } from './body.ts'
+import { registerHealthRoutes } from './health-routes.ts'
+import { registerReceivedAt } from './received-at.ts'
+import { registerTrackingRoutes } from './tracking-routes.ts'
+import { registerWebhookRoute } from './webhook-route.ts'
+
+export interface HttpDeps {
+  config: Pick<Config, 'writeKeys' | 'webhookSecret' | 'adminToken'>
+  queue: Queue<IngestJobData>
+  db: Knex
+  redis: Redis
+  log: Logger
+}
+
+const errorBody = (code: string, message: string, details?: unknown) => ({
+  error: details === undefined ? { code, message } : { code, message, details },
+})
+
+/** Fastify's own client errors, in the contract's error shape. */
+function fromFastifyError(err: FastifyError): { status: number; code: string; message: string } | null {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, code: 'request_too_large', message: `request body is over ${MAX_REQUEST_BYTES} bytes` }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, code: 'invalid_json', message: 'request body is empty; send a JSON document' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: 'unsupported_media_type', message: err.message }
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, code: 'invalid_content_length', message: err.message }
+  }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
+    return { status: err.statusCode, code: 'bad_request', message: err.message }
+  return null
+}
+
+export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_REQUEST_BYTES,
+    // Segment libraries retry on 5xx and connection errors; keep-alive helps batch senders.
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+  })
+  registerReceivedAt(app)
+  registerJsonBody(app)
+
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof InputError) return reply.code(err.status).send(errorBody(err.code, err.message, err.details))
+    if (err instanceof QueueUnavailableError) {
+      request.log.warn({ err }, 'queue unavailable; answering 503 so the client retries')
+      return reply.code(503).header('retry-after', '5').send(errorBody('queue_unavailable', err.message))
+    }
+    const client = fromFastifyError(err)
+    if (client) return reply.code(client.status).send(errorBody(client.code, client.message))
+    request.log.error({ err }, 'unexpected error')
+    return reply.code(500).send(errorBody('internal_error', 'unexpected server error; it has been logged'))
+  })
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url}`)),
+  )
+
+  registerHealthRoutes(app, deps.db, deps.redis)
+  registerTrackingRoutes(app, deps.queue, deps.config.writeKeys)
+  registerWebhookRoute(app, deps.queue, deps.config)
+  return app
+}

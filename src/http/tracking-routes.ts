@@ -1,0 +1,48 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Queue } from 'bullmq'
+import { InputError } from '../errors.ts'
+import type { IngestJobData } from '../jobs/queues.ts'
+import type { MessageType } from '../plugin/normalise.ts'
+import { acceptMessages } from './accept.ts'
+import { isWriteKeyValid, presentedWriteKey } from './auth.ts'
+import { receivedAt } from './received-at.ts'
+
+const SINGLE_CALLS: readonly MessageType[] = ['track', 'identify', 'page', 'screen', 'group', 'alias']
+
+function requireWriteKey(keys: readonly string[], request: FastifyRequest): void {
+  const presented = presentedWriteKey(request)
+  if (presented === null)
+    throw new InputError(401, 'missing_write_key', 'send the write key as "Authorization: Basic base64(<writeKey>:)" or as "writeKey" in the body')
+  if (!isWriteKeyValid(keys, presented)) throw new InputError(401, 'invalid_write_key', 'the write key is not one of GOALPOST_WRITE_KEYS')
+}
+
+function requireObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new InputError(400, 'invalid_body', 'the body must be a JSON object')
+  return body as Record<string, unknown>
+}
+
+/** The Segment tracking API (`/v1/batch` and the single calls), with write-key auth. */
+export function registerTrackingRoutes(app: FastifyInstance, queue: Queue<IngestJobData>, writeKeys: readonly string[]) {
+  app.post('/v1/batch', async (request) => {
+    requireWriteKey(writeKeys, request)
+    const body = requireObject(request.body)
+    if (!Array.isArray(body.batch)) throw new InputError(400, 'invalid_body', 'batch: must be an array of messages')
+    const context = body.context
+    if (context !== undefined && (typeof context !== 'object' || context === null || Array.isArray(context)))
+      throw new InputError(400, 'invalid_body', 'context: must be an object')
+    return acceptMessages(queue, body.batch, {
+      source: 'api',
+      receivedAt: receivedAt(request),
+      batchContext: context as Record<string, unknown> | undefined,
+    })
+  })
+
+  for (const type of SINGLE_CALLS) {
+    app.post(`/v1/${type}`, async (request) => {
+      requireWriteKey(writeKeys, request)
+      const body = requireObject(request.body)
+      return acceptMessages(queue, [body], { source: 'api', receivedAt: receivedAt(request), typeFromPath: type })
+    })
+  }
+}

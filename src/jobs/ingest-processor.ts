@@ -1,0 +1,66 @@
+import type { Job } from 'bullmq'
+import type { Knex } from 'knex'
+import type { Logger } from '../logger.ts'
+import type { DeliveryEventKind } from '../plugin/delivery-events.ts'
+import { recordRejected } from '../db/rejected.ts'
+import type { IngestJobData } from './queues.ts'
+import { persistBatch, type PersistOutcome } from './persist-batch.ts'
+
+/**
+ * SQLSTATE classes a message itself causes (bad data, a broken constraint, a
+ * value past a limit): retrying cannot help, so such a message is rejected.
+ * Anything else (connection loss, deadlock, shutdown, a bug) is transient as
+ * far as the message is concerned and the job is retried with backoff.
+ */
+const PERMANENT_SQLSTATE_CLASSES = new Set(['22', '23', '54'])
+
+export function isPermanentDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code
+  return typeof code === 'string' && code.length === 5 && PERMANENT_SQLSTATE_CLASSES.has(code.slice(0, 2))
+}
+
+export interface IngestResult extends PersistOutcome {
+  rejected: number
+}
+
+export interface IngestDeps {
+  db: Knex
+  log: Logger
+  deliveryTable: () => ReadonlyMap<string, DeliveryEventKind>
+}
+
+/** The BullMQ processor for ingest jobs. */
+export function createIngestProcessor(deps: IngestDeps) {
+  return async (job: Job<IngestJobData>): Promise<IngestResult> => {
+    const { source, messages } = job.data
+    const table = deps.deliveryTable()
+    try {
+      return { ...(await persistBatch(deps.db, source, messages, table)), rejected: 0 }
+    } catch (err) {
+      if (!isPermanentDbError(err)) throw err
+      deps.log.warn({ err, jobId: job.id }, 'batch holds a message Postgres refuses; storing its messages one by one')
+    }
+    // One message at a time, so one bad message costs only itself.
+    const total: IngestResult = { inserted: 0, duplicates: 0, people: [], merges: [], deliveries: 0, rejected: 0 }
+    for (const message of messages) {
+      try {
+        const outcome = await persistBatch(deps.db, source, [message], table)
+        total.inserted += outcome.inserted
+        total.duplicates += outcome.duplicates
+        total.deliveries += outcome.deliveries
+        total.people.push(...outcome.people)
+        total.merges.push(...outcome.merges)
+      } catch (err) {
+        if (!isPermanentDbError(err)) throw err
+        total.rejected += 1
+        const reason = `${(err as { code: string }).code}: ${(err as Error).message}`
+        deps.log.warn({ messageId: message.messageId, reason }, 'message rejected by Postgres')
+        await recordRejected(deps.db, source, [
+          { messageId: message.messageId, receivedAt: message.receivedAt, reason, payload: message },
+        ])
+      }
+    }
+    total.people = [...new Set(total.people)]
+    return total
+  }
+}

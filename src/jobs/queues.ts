@@ -1,0 +1,70 @@
+import { Queue, type JobsOptions } from 'bullmq'
+import type { Redis } from 'ioredis'
+import type { Source } from '../db/events.ts'
+import type { IngestMessage } from '../plugin/normalise.ts'
+import { QueueUnavailableError } from '../errors.ts'
+
+/**
+ * Queue names carry a Redis Cluster hash tag, so every key of one queue lands
+ * in one slot whatever the prefix is (`goalpost:{ingest}:…`).
+ */
+export const QUEUE_NAMES = { ingest: '{ingest}' } as const
+
+/** One job per accepted request or plugin flush: a batch, never a single event. */
+export interface IngestJobData {
+  source: Source
+  messages: IngestMessage[]
+}
+
+/** Retry budget: about an hour and a half of Postgres being away before a job is parked as failed. */
+export const INGEST_ATTEMPTS = 100
+export const BACKOFF_STRATEGY = 'goalpost'
+
+/** Exponential backoff from 500 ms, capped at one minute, with jitter. */
+export function backoffDelay(attemptsMade: number): number {
+  const base = Math.min(500 * 2 ** Math.max(0, attemptsMade - 1), 60_000)
+  return Math.round(base * (0.75 + Math.random() * 0.5))
+}
+
+export const INGEST_JOB_OPTIONS: JobsOptions = {
+  attempts: INGEST_ATTEMPTS,
+  backoff: { type: BACKOFF_STRATEGY },
+  // Completed jobs are in Postgres already: keep Redis memory flat.
+  removeOnComplete: true,
+  // Failed jobs stay a week for inspection and `Job.retry()`.
+  removeOnFail: { age: 7 * 24 * 3600 },
+}
+
+export function createIngestQueue(connection: Redis, prefix: string): Queue<IngestJobData> {
+  return new Queue<IngestJobData>(QUEUE_NAMES.ingest, {
+    connection,
+    prefix,
+    defaultJobOptions: INGEST_JOB_OPTIONS,
+    skipWaitingForReady: true,
+  })
+}
+
+/**
+ * Queues one batch and resolves once Redis has it; rejects with
+ * QueueUnavailableError when Redis cannot take it in time.
+ */
+export async function enqueueBatch(
+  queue: Queue<IngestJobData>,
+  data: IngestJobData,
+  timeoutMs = 5_000,
+): Promise<string> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    const job = await Promise.race([
+      queue.add('batch', data),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${timeoutMs} ms`)), timeoutMs)
+      }),
+    ])
+    return job.id as string
+  } catch (err) {
+    throw new QueueUnavailableError(err)
+  } finally {
+    clearTimeout(timer)
+  }
+}

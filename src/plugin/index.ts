@@ -1,0 +1,7 @@
+export {
+  goalpostDestination,
+  GoalpostPluginError,
+  type GoalpostDestinationOptions,
+  type GoalpostPlugin,
+  type GoalpostPluginStats,
+} from './destination.ts'

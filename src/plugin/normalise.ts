@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto'
+import { z } from 'zod'
+
+/**
+ * Segment message validation and normalisation: one place that turns a
+ * Segment call (from /v1/*, the signed webhook, the plugin or an import) into
+ * the row goalpost keeps in its log, or says precisely why it cannot.
+ */
+
+export const MESSAGE_TYPES = ['track', 'identify', 'page', 'screen', 'group', 'alias'] as const
+export type MessageType = (typeof MESSAGE_TYPES)[number]
+
+/** Largest accepted message, serialised (CONTRACT.md). */
+export const MAX_MESSAGE_BYTES = 32 * 1024
+/** Ids and event names are indexed; keep them well inside a btree entry. */
+export const MAX_ID_LENGTH = 255
+export const MAX_EVENT_NAME_LENGTH = 1024
+
+/** A validated, normalised message: what the queue carries and `events` stores. */
+export interface IngestMessage {
+  messageId: string
+  type: MessageType
+  /** `track` event name; `Page Viewed` / `Screen Viewed` for page and screen; null otherwise. */
+  name: string | null
+  userId: string | null
+  anonymousId: string | null
+  /** track/page/screen properties; identify/group traits; alias: {}. */
+  properties: Record<string, unknown>
+  /** alias `previousId`, group `groupId`. */
+  meta: Record<string, string> | null
+  context: Record<string, unknown> | null
+  /** Processing time (R1), ISO 8601. */
+  receivedAt: string
+  /** The message's own `timestamp`: stored, never used for rules (R1). */
+  timestamp: string | null
+}
+
+export interface MessageProblem {
+  code: 'invalid_message' | 'message_too_large'
+  message: string
+  path?: string
+}
+
+export type NormaliseResult = { ok: true; message: IngestMessage } | { ok: false; error: MessageProblem }
+
+const id = z.union([
+  z.string().max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`),
+  z.number().finite(),
+])
+const object = z.record(z.string(), z.unknown())
+const date = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO 8601 date-time')
+
+const messageSchema = z.looseObject({
+  type: z.enum(MESSAGE_TYPES, `must be one of ${MESSAGE_TYPES.join(', ')}`),
+  messageId: z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`).optional(),
+  userId: id.nullish(),
+  anonymousId: id.nullish(),
+  previousId: id.nullish(),
+  groupId: id.nullish(),
+  event: z.string().max(MAX_EVENT_NAME_LENGTH, `must be at most ${MAX_EVENT_NAME_LENGTH} characters`).optional(),
+  name: z.string().nullish(),
+  category: z.string().nullish(),
+  properties: object.nullish(),
+  traits: object.nullish(),
+  context: object.nullish(),
+  timestamp: date.nullish(),
+  receivedAt: date.nullish(),
+})
+
+const asId = (value: string | number | null | undefined): string | null =>
+  value === null || value === undefined || value === '' ? null : String(value)
+
+// A NUL character or an unpaired surrogate escape (JSON.stringify writes lone
+// surrogates as \udXXX) cannot be stored in Postgres text or jsonb. The leading
+// group makes sure the backslash is not itself escaped.
+const UNSTORABLE = /(?:^|[^\\])(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i
+
+function problem(message: string, path?: string, code: MessageProblem['code'] = 'invalid_message'): NormaliseResult {
+  return { ok: false, error: path ? { code, message: `${path}: ${message}`, path } : { code, message } }
+}
+
+/**
+ * Validates one Segment message and returns its normalised form.
+ * `receivedAt` is the processing time the caller decided (R1): server time on
+ * the tracking API and the plugin, Segment's `receivedAt` on the signed webhook
+ * (`honourReceivedAt`).
+ */
+export function normaliseMessage(
+  input: unknown,
+  opts: { receivedAt: string; typeFromPath?: MessageType; honourReceivedAt?: boolean },
+): NormaliseResult {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    return problem('a message must be a JSON object')
+  const raw = input as Record<string, unknown>
+  const candidate = opts.typeFromPath ? { ...raw, type: opts.typeFromPath } : raw
+  const parsed = messageSchema.safeParse(candidate)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const path = issue.path.join('.')
+    return problem(issue.message === 'Invalid input' && path ? 'has the wrong type' : issue.message, path || undefined)
+  }
+  const m = parsed.data
+
+  const serialised = JSON.stringify(raw)
+  const bytes = Buffer.byteLength(serialised)
+  if (bytes > MAX_MESSAGE_BYTES)
+    return problem(`message is ${bytes} bytes, over the ${MAX_MESSAGE_BYTES}-byte limit`, undefined, 'message_too_large')
+  if (UNSTORABLE.test(serialised))
+    return problem('contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored')
+
+  const userId = asId(m.userId)
+  const anonymousId = asId(m.anonymousId)
+  let name: string | null = null
+  let properties: Record<string, unknown> = {}
+  let meta: Record<string, string> | null = null
+
+  switch (m.type) {
+    case 'track':
+      if (!m.event) return problem('is required for a track call', 'event')
+      name = m.event
+      properties = m.properties ?? {}
+      break
+    case 'page':
+    case 'screen':
+      name = m.type === 'page' ? 'Page Viewed' : 'Screen Viewed'
+      properties = { ...(m.properties ?? {}) }
+      if (m.name != null) properties.name = m.name
+      if (m.category != null) properties.category = m.category
+      break
+    case 'identify':
+      properties = m.traits ?? {}
+      break
+    case 'group': {
+      const groupId = asId(m.groupId)
+      if (groupId === null) return problem('is required for a group call', 'groupId')
+      properties = m.traits ?? {}
+      meta = { groupId }
+      break
+    }
+    case 'alias': {
+      const previousId = asId(m.previousId)
+      if (previousId === null) return problem('is required for an alias call', 'previousId')
+      if (userId === null) return problem('is required for an alias call', 'userId')
+      meta = { previousId }
+      break
+    }
+  }
+  if (userId === null && anonymousId === null) return problem('a message needs a userId or an anonymousId', 'userId')
+
+  const receivedAt =
+    opts.honourReceivedAt && m.receivedAt ? new Date(m.receivedAt).toISOString() : opts.receivedAt
+  return {
+    ok: true,
+    message: {
+      // Segment libraries always set messageId. Without one, a digest of the
+      // message stands in, so a client retrying the same message stays idempotent.
+      messageId: m.messageId ?? `gp-${createHash('sha256').update(serialised).digest('hex').slice(0, 40)}`,
+      type: m.type,
+      name,
+      userId,
+      anonymousId,
+      properties,
+      meta,
+      context: m.context ?? null,
+      receivedAt,
+      timestamp: m.timestamp ? new Date(m.timestamp).toISOString() : null,
+    },
+  }
+}
