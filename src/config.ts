@@ -20,6 +20,8 @@ export interface Config {
   logLevel: string
   /** How many ingest jobs one worker process runs at once. */
   ingestConcurrency: number
+  /** BullMQ job lock: how long before a dead worker's job is run again elsewhere. */
+  jobLockMs: number
 }
 
 export const DEV_DEFAULTS = {
@@ -58,6 +60,7 @@ const schema = z.object({
     .default('goalpost'),
   GOALPOST_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GOALPOST_INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  GOALPOST_JOB_LOCK_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
 })
 
 /** Reads and validates the environment; throws one ConfigError naming every problem. */
@@ -94,5 +97,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: e.GOALPOST_QUEUE_PREFIX,
     logLevel: e.GOALPOST_LOG_LEVEL,
     ingestConcurrency: e.GOALPOST_INGEST_CONCURRENCY,
+    jobLockMs: e.GOALPOST_JOB_LOCK_MS,
   }
 }

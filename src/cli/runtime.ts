@@ -11,6 +11,8 @@ import { startWorkers } from '../jobs/workers.ts'
 export interface Running {
   close(): Promise<void>
   server?: FastifyInstance
+  /** The HTTP server's base URL, when it runs. */
+  url?: string
 }
 
 type Closer = () => Promise<void>
@@ -27,6 +29,7 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
   const db = createDb(config.databaseUrl, { poolMax: Math.max(4, config.ingestConcurrency + 2) })
   closers.push(() => db.destroy())
   let server: FastifyInstance | undefined
+  let url: string | undefined
   if (parts.workers) {
     const workers = startWorkers(config, db, log)
     closers.unshift(() => workers.close())
@@ -42,10 +45,11 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
       await queue.close()
       redis.disconnect()
     })
-    await server.listen({ port: config.port, host: config.host })
+    url = await server.listen({ port: config.port, host: config.host })
   }
   return {
     server,
+    url,
     async close() {
       for (const close of closers) await close().catch((err) => log.error({ err }, 'error while shutting down'))
     },

@@ -7,11 +7,6 @@ import { createRedis } from './redis.ts'
 import { BACKOFF_STRATEGY, QUEUE_NAMES, backoffDelay, type IngestJobData } from './queues.ts'
 import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
 
-export interface WorkerOptions {
-  /** BullMQ lock duration; a worker that dies mid-job has its job re-run after this. */
-  lockDurationMs?: number
-}
-
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>
   close(): Promise<void>
@@ -19,10 +14,9 @@ export interface RunningWorkers {
 
 /** Starts the ingest worker (and, later, evaluation and scheduled jobs). */
 export function startWorkers(
-  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency'>,
+  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'jobLockMs'>,
   db: Knex,
   log: Logger,
-  opts: WorkerOptions = {},
 ): RunningWorkers {
   const connection = createRedis(config.redisUrl, 'worker')
   const ingest = new Worker<IngestJobData, IngestResult>(
@@ -35,8 +29,8 @@ export function startWorkers(
       // Re-running a batch is harmless (idempotent), so a worker killed
       // mid-job never turns the job into a failure.
       maxStalledCount: 20,
-      lockDuration: opts.lockDurationMs ?? 30_000,
-      stalledInterval: Math.min(opts.lockDurationMs ?? 30_000, 30_000),
+      lockDuration: config.jobLockMs,
+      stalledInterval: config.jobLockMs,
       settings: {
         backoffStrategy: (attemptsMade, type) => (type === BACKOFF_STRATEGY ? backoffDelay(attemptsMade) : 1_000),
       },
