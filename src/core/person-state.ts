@@ -1,0 +1,136 @@
+import { foldTraits, type Attributes } from './attributes.ts'
+import { matchesFilter } from './filters.ts'
+import type { PersonCondition, PersonFilter, SegmentDef } from './model.ts'
+import { holds, valueAt } from './operators.ts'
+
+/** One input of a person's log, as the rules see it. */
+export interface TimelineEvent {
+  messageId: string
+  /** R2 tie-breaker: the persist order. */
+  seq: number
+  /** R1 processing time, ms since the epoch. */
+  receivedAt: number
+  type: string
+  name: string | null
+  properties: Record<string, unknown>
+}
+
+type EventCondition = Extract<PersonCondition, { kind: 'event' }>
+
+/** The processing times of the events an event condition counts, oldest first. */
+class Counter {
+  readonly times: number[] = []
+  /** Index of the first time still inside the window (the window only moves forward). */
+  private start = 0
+  constructor(readonly condition: EventCondition) {}
+
+  observe(e: TimelineEvent): void {
+    if (e.type === 'track' || e.type === 'page' || e.type === 'screen')
+      if (e.name === this.condition.event && matchesFilter(this.condition.where, e.properties)) this.times.push(e.receivedAt)
+  }
+
+  /** R24: events counted at `t` are those with t - within < received_at <= t. */
+  count(t: number): number {
+    const within = this.condition.withinMs
+    if (within === undefined) return this.times.length
+    while (this.start < this.times.length && this.times[this.start] <= t - within) this.start++
+    return this.times.length - this.start
+  }
+
+  /** R23: the next instant after `t` at which a counted event leaves the window. */
+  nextExpiry(t: number): number | null {
+    const within = this.condition.withinMs
+    if (within === undefined) return null
+    for (let i = this.start; i < this.times.length; i++) if (this.times[i] + within > t) return this.times[i] + within
+    return null
+  }
+}
+
+/** Segments in an order where every referenced segment comes before its referrers. */
+function dependencyOrder(segments: readonly SegmentDef[]): SegmentDef[] {
+  const byKey = new Map(segments.map((s) => [s.key, s]))
+  const ordered: SegmentDef[] = []
+  const state = new Map<string, 'visiting' | 'done'>()
+  const visit = (s: SegmentDef) => {
+    if (state.get(s.key)) return // 'visiting' would be a cycle, which validation rejects
+    state.set(s.key, 'visiting')
+    for (const c of s.conditions) if (c.kind === 'segment' && byKey.has(c.segment)) visit(byKey.get(c.segment)!)
+    state.set(s.key, 'done')
+    ordered.push(s)
+  }
+  segments.forEach(visit)
+  return ordered
+}
+
+/**
+ * A person's state while their log is replayed in rule order: attributes
+ * (identify traits), event counts and segment membership (R23, R24).
+ */
+export class PersonState {
+  attributes: Attributes = {}
+  /** Segment keys the person is in now. */
+  readonly members = new Set<string>()
+  private readonly counters = new Map<EventCondition, Counter>()
+  private readonly segments: SegmentDef[]
+
+  constructor(segments: readonly SegmentDef[], extraFilters: ReadonlyArray<PersonFilter | undefined> = []) {
+    this.segments = dependencyOrder(segments)
+    const conditions = [...segments.flatMap((s) => s.conditions), ...extraFilters.flatMap((f) => f?.conditions ?? [])]
+    for (const c of conditions) if (c.kind === 'event') this.counters.set(c, new Counter(c))
+  }
+
+  /** Applies one input (identify traits fold onto attributes; events are counted). */
+  observe(e: TimelineEvent): void {
+    if (e.type === 'identify') this.attributes = foldTraits(this.attributes, [e.properties])
+    for (const counter of this.counters.values()) counter.observe(e)
+  }
+
+  conditionHolds(c: PersonCondition, t: number): boolean {
+    switch (c.kind) {
+      case 'attribute':
+        return holds(c.op, valueAt(this.attributes, c.attribute), c.value)
+      case 'event':
+        return holds(c.count.op, this.counters.get(c)!.count(t), c.count.value)
+      case 'segment':
+        return c.op === 'in' ? this.members.has(c.segment) : !this.members.has(c.segment)
+    }
+  }
+
+  matches(filter: PersonFilter | undefined, t: number): boolean {
+    if (!filter || filter.conditions.length === 0) return true
+    return filter.match === 'all'
+      ? filter.conditions.every((c) => this.conditionHolds(c, t))
+      : filter.conditions.some((c) => this.conditionHolds(c, t))
+  }
+
+  /**
+   * Re-evaluates every segment at `t` (referenced segments first) and returns
+   * the keys joined and left.
+   */
+  refreshSegments(t: number): { joined: string[]; left: string[] } {
+    const joined: string[] = []
+    const left: string[] = []
+    for (const s of this.segments) {
+      const now = this.matches({ match: s.match, conditions: s.conditions }, t)
+      if (now && !this.members.has(s.key)) {
+        this.members.add(s.key)
+        joined.push(s.key)
+      } else if (!now && this.members.has(s.key)) {
+        this.members.delete(s.key)
+        left.push(s.key)
+      }
+    }
+    return { joined, left }
+  }
+
+  /** The next instant after `t` at which time alone may change a count (R23). */
+  nextExpiry(t: number): number | null {
+    let next: number | null = null
+    for (const counter of this.counters.values()) {
+      const at = counter.nextExpiry(t)
+      if (at !== null && (next === null || at < next)) next = at
+    }
+    return next
+  }
+}
+
