@@ -1,0 +1,250 @@
+import type { Knex } from 'knex'
+import type { ConversionRecord, JourneyRecord, MembershipRecord, PersonEvaluation, PersonEvent } from '../core/evaluate-person.ts'
+import { JOURNEY_COMPLETED } from '../core/evaluate-person.ts'
+import type { EngineConfig } from '../core/model.ts'
+import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+
+/**
+ * Reads people's logs for the rules and writes back what the rules derive,
+ * changing only the rows whose content changed.
+ */
+
+/** Event names that can matter to the configuration: everything else in a log is skipped. */
+export function relevantEventNames(config: EngineConfig, table: ReadonlyMap<string, DeliveryEventKind>): string[] {
+  const names = new Set<string>([JOURNEY_COMPLETED, ...table.keys()])
+  const fromConditions = (conditions: ReadonlyArray<{ kind: string; event?: string }> | undefined) => {
+    for (const c of conditions ?? []) if (c.kind === 'event' && c.event) names.add(c.event)
+  }
+  for (const s of config.segments) fromConditions(s.conditions)
+  for (const c of config.campaigns) {
+    fromConditions(c.filters?.conditions)
+    if (c.trigger?.kind === 'event') names.add(c.trigger.event)
+    for (const v of c.goals) if (v.goal?.kind === 'event') names.add(v.goal.event)
+  }
+  return [...names]
+}
+
+interface EventRow {
+  person_id: string
+  message_id: string
+  seq: number
+  type: string
+  name: string | null
+  properties: Record<string, unknown>
+  received_at: Date
+}
+
+/** Each person's log in rule order (R2): identifies and the events the configuration can use. */
+export async function loadPersonEvents(
+  trx: Knex.Transaction | Knex,
+  personIds: readonly string[],
+  names: readonly string[],
+  table: ReadonlyMap<string, DeliveryEventKind>,
+): Promise<Map<string, PersonEvent[]>> {
+  const byPerson = new Map<string, PersonEvent[]>(personIds.map((id) => [id, []]))
+  if (personIds.length === 0) return byPerson
+  const { rows } = await trx.raw<{ rows: EventRow[] }>(
+    `SELECT person_id, message_id, seq, type, name, properties, received_at
+       FROM events
+      WHERE person_id = ANY(?::text[]) AND (type = 'identify' OR name = ANY(?::text[]))
+      ORDER BY person_id, received_at, seq`,
+    [[...personIds], [...names]],
+  )
+  for (const r of rows) {
+    const fact = r.type === 'track' && r.name !== null ? deliveryFact(table, r.name, r.properties) : null
+    byPerson.get(r.person_id)!.push({
+      messageId: r.message_id,
+      seq: r.seq,
+      receivedAt: r.received_at.getTime(),
+      type: r.type,
+      name: r.name,
+      properties: r.properties,
+      delivery: fact,
+    })
+  }
+  return byPerson
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
+
+type Row = Record<string, unknown>
+
+/** Column values compared as text, so a Date read back equals the ISO string written. */
+function sameRow(a: Row, b: Row, columns: readonly string[]): boolean {
+  const norm = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? null : String(v))
+  return columns.every((c) => norm(a[c]) === norm(b[c]))
+}
+
+/**
+ * Makes the rows of `table` for these people (within `scope`) equal `desired`:
+ * inserts and updates what differs, deletes what the rules no longer give.
+ */
+async function syncRows(
+  trx: Knex.Transaction,
+  spec: { table: string; key: readonly string[]; columns: readonly string[]; types: Record<string, string> },
+  existing: readonly Row[],
+  desired: readonly Row[],
+): Promise<{ written: number; deleted: number }> {
+  const keyOf = (r: Row) => spec.key.map((k) => (r[k] instanceof Date ? (r[k] as Date).toISOString() : String(r[k]))).join('\u0000')
+  const before = new Map(existing.map((r) => [keyOf(r), r]))
+  const changed = desired.filter((r) => {
+    const old = before.get(keyOf(r))
+    return !old || !sameRow(old, r, spec.columns)
+  })
+  const wanted = new Set(desired.map(keyOf))
+  const gone = existing.filter((r) => !wanted.has(keyOf(r)))
+  if (gone.length > 0) {
+    await trx.raw(
+      `DELETE FROM ${spec.table} t USING jsonb_to_recordset(?::jsonb) AS g(${spec.key.map((k) => `${k} ${spec.types[k]}`).join(', ')})
+        WHERE ${spec.key.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
+      [JSON.stringify(gone.map((r) => Object.fromEntries(spec.key.map((k) => [k, r[k]]))))],
+    )
+  }
+  if (changed.length > 0) {
+    const cols = spec.columns
+    const updates = cols.filter((c) => !spec.key.includes(c))
+    await trx.raw(
+      `INSERT INTO ${spec.table} (${cols.join(', ')})
+       SELECT ${cols.join(', ')} FROM jsonb_to_recordset(?::jsonb) AS r(${cols.map((c) => `${c} ${spec.types[c]}`).join(', ')})
+       ORDER BY ${spec.key.join(', ')}
+       ON CONFLICT (${spec.key.join(', ')}) DO UPDATE SET ${updates.map((c) => `${c} = excluded.${c}`).join(', ')}${
+         spec.table === 'segment_memberships' ? '' : ', updated_at = now()'
+       }`,
+      [JSON.stringify(changed)],
+    )
+  }
+  return { written: changed.length, deleted: gone.length }
+}
+
+const JOURNEYS = {
+  table: 'journeys',
+  key: ['journey_id'],
+  columns: ['journey_id', 'campaign_key', 'person_id', 'entered_at', 'entry_cause', 'entry_message_id', 'goal_version', 'exited_at', 'exit_reason', 'completed_at', 'converted_at'],
+  types: { journey_id: 'text', campaign_key: 'text', person_id: 'text', entered_at: 'timestamptz', entry_cause: 'text', entry_message_id: 'text', goal_version: 'int', exited_at: 'timestamptz', exit_reason: 'text', completed_at: 'timestamptz', converted_at: 'timestamptz' },
+}
+const CONVERSIONS = {
+  table: 'conversions',
+  key: ['journey_id'],
+  columns: ['journey_id', 'campaign_key', 'person_id', 'delivery_id', 'goal_version', 'goal_type', 'event_message_id', 'converted_at', 'anchor_at', 'attributed_via', 'channel', 'value'],
+  types: { journey_id: 'text', campaign_key: 'text', person_id: 'text', delivery_id: 'text', goal_version: 'int', goal_type: 'text', event_message_id: 'text', converted_at: 'timestamptz', anchor_at: 'timestamptz', attributed_via: 'text', channel: 'text', value: 'numeric' },
+}
+const MEMBERSHIPS = {
+  table: 'segment_memberships',
+  key: ['person_id', 'segment_key', 'joined_at'],
+  columns: ['segment_key', 'person_id', 'joined_at', 'left_at', 'join_message_id', 'leave_message_id'],
+  types: { segment_key: 'text', person_id: 'text', joined_at: 'timestamptz', left_at: 'timestamptz', join_message_id: 'text', leave_message_id: 'text' },
+}
+
+const journeyRow = (personId: string, j: JourneyRecord): Row => ({
+  journey_id: j.journeyId,
+  campaign_key: j.campaignKey,
+  person_id: personId,
+  entered_at: iso(j.enteredAt),
+  entry_cause: j.entryCause,
+  entry_message_id: j.entryMessageId,
+  goal_version: j.goalVersion,
+  exited_at: iso(j.exitedAt),
+  exit_reason: j.exitReason,
+  completed_at: iso(j.completedAt),
+  converted_at: iso(j.convertedAt),
+})
+const conversionRow = (personId: string, c: ConversionRecord): Row => ({
+  journey_id: c.journeyId,
+  campaign_key: c.campaignKey,
+  person_id: personId,
+  delivery_id: c.deliveryId,
+  goal_version: c.goalVersion,
+  goal_type: c.goalType,
+  event_message_id: c.eventMessageId,
+  converted_at: iso(c.convertedAt),
+  anchor_at: iso(c.anchorAt),
+  attributed_via: c.attributedVia,
+  channel: c.channel,
+  value: c.value,
+})
+const membershipRow = (personId: string, m: MembershipRecord): Row => ({
+  segment_key: m.segmentKey,
+  person_id: personId,
+  joined_at: iso(m.joinedAt),
+  left_at: iso(m.leftAt),
+  join_message_id: m.joinMessageId,
+  leave_message_id: m.leaveMessageId,
+})
+
+export interface WriteScope {
+  campaignKeys: readonly string[]
+  segmentKeys: readonly string[]
+  configRevision: number
+  now: number
+}
+
+export interface WriteSummary {
+  journeys: number
+  conversions: number
+  memberships: number
+  deliveries: number
+}
+
+/**
+ * Writes evaluations of these people. Rows of archived campaigns and segments
+ * (outside `scope`) are left as history.
+ */
+export async function writeEvaluations(
+  trx: Knex.Transaction,
+  results: ReadonlyMap<string, PersonEvaluation>,
+  scope: WriteScope,
+): Promise<WriteSummary> {
+  const people = [...results.keys()]
+  const flat = <T>(pick: (r: PersonEvaluation) => T[], row: (p: string, x: T) => Row) =>
+    [...results].flatMap(([p, r]) => pick(r).map((x) => row(p, x)))
+  const [journeys, conversions, memberships, deliveries] = await Promise.all([
+    trx('journeys').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys),
+    trx('conversions').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys),
+    trx('segment_memberships').whereIn('person_id', people).whereIn('segment_key', scope.segmentKeys),
+    trx('deliveries').select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at').whereIn('person_id', people),
+  ])
+  const summary: WriteSummary = { journeys: 0, conversions: 0, memberships: 0, deliveries: 0 }
+  const count = (n: { written: number; deleted: number }) => n.written + n.deleted
+  summary.journeys = count(await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow)))
+  summary.conversions = count(await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow)))
+  summary.memberships = count(await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow)))
+
+  // Delivery attribution: the rules' view for deliveries of configured
+  // campaigns; a delivery they no longer place is cleared.
+  const inScope = new Set(scope.campaignKeys)
+  const placed = new Map<string, Row>()
+  for (const r of results.values())
+    for (const d of r.deliveries)
+      placed.set(d.deliveryId, { delivery_id: d.deliveryId, campaign_key: d.campaignKey, journey_id: d.journeyId, after_exit: d.afterExit, converted_at: iso(d.convertedAt) })
+  const cols = ['campaign_key', 'journey_id', 'after_exit', 'converted_at']
+  const updates: Row[] = []
+  for (const old of deliveries as Row[]) {
+    const want = placed.get(old.delivery_id as string)
+    if (want) {
+      if (!sameRow(old, want, cols)) updates.push(want)
+    } else if (old.campaign_key !== null && inScope.has(old.campaign_key as string)) {
+      updates.push({ delivery_id: old.delivery_id, campaign_key: null, journey_id: null, after_exit: false, converted_at: null })
+    }
+  }
+  if (updates.length > 0) {
+    await trx.raw(
+      `UPDATE deliveries d
+          SET campaign_key = u.campaign_key, journey_id = u.journey_id, after_exit = u.after_exit,
+              converted_at = u.converted_at, updated_at = now()
+         FROM jsonb_to_recordset(?::jsonb) AS u(delivery_id text, campaign_key text, journey_id text, after_exit boolean, converted_at timestamptz)
+        WHERE d.delivery_id = u.delivery_id`,
+      [JSON.stringify(updates)],
+    )
+  }
+  summary.deliveries = updates.length
+
+  await trx.raw(
+    `INSERT INTO person_evaluations (person_id, evaluated_at, config_revision, next_wake_at)
+     SELECT person_id, ?, ?, next_wake_at FROM jsonb_to_recordset(?::jsonb) AS r(person_id text, next_wake_at timestamptz)
+     ORDER BY person_id
+     ON CONFLICT (person_id) DO UPDATE SET evaluated_at = excluded.evaluated_at,
+       config_revision = excluded.config_revision, next_wake_at = excluded.next_wake_at`,
+    [iso(scope.now), scope.configRevision, JSON.stringify([...results].map(([p, r]) => ({ person_id: p, next_wake_at: iso(r.nextWakeAt) })))],
+  )
+  return summary
+}

@@ -1,0 +1,50 @@
+import type { Knex } from 'knex'
+import { evaluatePerson, type PersonEvaluation } from '../core/evaluate-person.ts'
+import type { EngineConfig } from '../core/model.ts'
+import { lockPeople } from '../db/events.ts'
+import { loadPersonEvents, relevantEventNames, writeEvaluations, type WriteSummary } from '../db/evaluation.ts'
+import { deliveryEventTable, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+
+/** The configuration in force, with what evaluation derives from it once. */
+export interface EvaluationContext {
+  revision: number
+  config: EngineConfig
+  deliveryTable: ReadonlyMap<string, DeliveryEventKind>
+  relevantNames: string[]
+}
+
+export function evaluationContext(revision: number, config: EngineConfig): EvaluationContext {
+  const deliveryTable = deliveryEventTable(config.deliveryEvents)
+  return { revision, config, deliveryTable, relevantNames: relevantEventNames(config, deliveryTable) }
+}
+
+/**
+ * Evaluates people from their persisted logs and writes the outcome (R3).
+ * The caller's transaction must hold the people's advisory locks (lockPeople),
+ * so no two evaluations of one person interleave.
+ */
+export async function evaluateLocked(
+  trx: Knex.Transaction,
+  personIds: readonly string[],
+  ctx: EvaluationContext,
+  now: number,
+): Promise<{ summary: WriteSummary; results: Map<string, PersonEvaluation> }> {
+  const logs = await loadPersonEvents(trx, personIds, ctx.relevantNames, ctx.deliveryTable)
+  const results = new Map<string, PersonEvaluation>()
+  for (const [personId, events] of logs) results.set(personId, evaluatePerson(personId, events, ctx.config, now))
+  const summary = await writeEvaluations(trx, results, {
+    campaignKeys: ctx.config.campaigns.map((c) => c.key),
+    segmentKeys: ctx.config.segments.map((s) => s.key),
+    configRevision: ctx.revision,
+    now,
+  })
+  return { summary, results }
+}
+
+/** Evaluates people in a transaction of its own (scheduled refresh, eligibility, recompute). */
+export async function evaluatePeople(db: Knex, personIds: readonly string[], ctx: EvaluationContext, now: number) {
+  return db.transaction(async (trx) => {
+    await lockPeople(trx, personIds)
+    return evaluateLocked(trx, personIds, ctx, now)
+  })
+}
