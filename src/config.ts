@@ -44,11 +44,20 @@ const url = (protocols: string[]) =>
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty')
 
+/** A whole number written in decimal digits ("8080"; not "8e3", "0x1f90" or blanks, which Number() would take). */
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+
 const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   DATABASE_URL: url(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/goalpost'),
   REDIS_URL: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  PORT: integer(0, 65535).default(8080),
   HOST: nonEmpty.default('127.0.0.1'),
   GOALPOST_WRITE_KEYS: nonEmpty.default(DEV_DEFAULTS.writeKeys),
   GOALPOST_WEBHOOK_SECRET: nonEmpty.default(DEV_DEFAULTS.webhookSecret),
@@ -59,22 +68,28 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9_{}-]{1,64}$/, 'must be 1-64 letters, digits, _ - { } (no ":")')
     .default('goalpost'),
   GOALPOST_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  GOALPOST_INGEST_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
-  GOALPOST_JOB_LOCK_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  GOALPOST_INGEST_CONCURRENCY: integer(1, 64).default(4),
+  GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
 })
+
+type Env = z.infer<typeof schema>
 
 /** Reads and validates the environment; throws one ConfigError naming every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "unset", as in most twelve-factor tools.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
-  const parsed = schema.safeParse(present)
-  const problems: string[] = parsed.success
-    ? []
-    : parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`)
-  if (!parsed.success) throw new ConfigError(problems)
-  const e = parsed.data
-  const writeKeys = e.GOALPOST_WRITE_KEYS.split(',').map((k) => k.trim()).filter(Boolean)
-  if (writeKeys.length === 0) problems.push('GOALPOST_WRITE_KEYS: must name at least one key')
+  // Each variable on its own, so that one bad value does not hide the others'
+  // problems (nor production's refusal of a development secret).
+  const problems: string[] = []
+  const e: Partial<Env> = {}
+  for (const [name, field] of Object.entries(schema.shape)) {
+    const result = field.safeParse(present[name])
+    if (result.success) (e as Record<string, unknown>)[name] = result.data
+    else problems.push(...result.error.issues.map((issue) => `${name}: ${issue.message}`))
+  }
+  const writeKeys = (e.GOALPOST_WRITE_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean)
+  if (e.GOALPOST_WRITE_KEYS !== undefined && writeKeys.length === 0)
+    problems.push('GOALPOST_WRITE_KEYS: must name at least one key')
   if (e.NODE_ENV === 'production') {
     if (writeKeys.includes(DEV_DEFAULTS.writeKeys))
       problems.push(`GOALPOST_WRITE_KEYS: must not contain the development default "${DEV_DEFAULTS.writeKeys}" in production`)
@@ -84,19 +99,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push('GOALPOST_ADMIN_TOKEN: must be set to a token of your own in production')
   }
   if (problems.length > 0) throw new ConfigError(problems)
+  const valid = e as Env
   return {
-    env: e.NODE_ENV,
-    databaseUrl: e.DATABASE_URL,
-    redisUrl: e.REDIS_URL,
-    port: e.PORT,
-    host: e.HOST,
+    env: valid.NODE_ENV,
+    databaseUrl: valid.DATABASE_URL,
+    redisUrl: valid.REDIS_URL,
+    port: valid.PORT,
+    host: valid.HOST,
     writeKeys,
-    webhookSecret: e.GOALPOST_WEBHOOK_SECRET,
-    adminToken: e.GOALPOST_ADMIN_TOKEN,
-    configFile: e.GOALPOST_CONFIG,
-    queuePrefix: e.GOALPOST_QUEUE_PREFIX,
-    logLevel: e.GOALPOST_LOG_LEVEL,
-    ingestConcurrency: e.GOALPOST_INGEST_CONCURRENCY,
-    jobLockMs: e.GOALPOST_JOB_LOCK_MS,
+    webhookSecret: valid.GOALPOST_WEBHOOK_SECRET,
+    adminToken: valid.GOALPOST_ADMIN_TOKEN,
+    configFile: valid.GOALPOST_CONFIG,
+    queuePrefix: valid.GOALPOST_QUEUE_PREFIX,
+    logLevel: valid.GOALPOST_LOG_LEVEL,
+    ingestConcurrency: valid.GOALPOST_INGEST_CONCURRENCY,
+    jobLockMs: valid.GOALPOST_JOB_LOCK_MS,
   }
 }

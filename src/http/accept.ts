@@ -19,20 +19,41 @@ export interface AcceptOptions {
   batchContext?: Record<string, unknown>
 }
 
-/** Validates each message; the valid ones are normalised, the rest listed with their problem. */
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * Segment's batch API: a batch-level `context` lies under each message's own.
+ * A message whose own `context` is not an object is left as sent, so that
+ * validation rejects it (spreading a string would turn it into {0: …}).
+ */
+function withBatchContext(input: unknown, batchContext: Record<string, unknown> | undefined): unknown {
+  if (!batchContext || !isPlainObject(input)) return input
+  const own = input.context
+  if (own !== undefined && own !== null && !isPlainObject(own)) return input
+  return { ...input, context: { ...batchContext, ...(own ?? {}) } }
+}
+
+/**
+ * Validates each message; the valid ones are normalised, the rest listed with
+ * their problem. A messageId repeated within the request is, like one seen in
+ * an earlier request, accepted and ignored: only its first occurrence is
+ * queued, so the log row and the effects persisted with it (traits, merges,
+ * deliveries) all come from the same message.
+ */
 export function sortMessages(inputs: readonly unknown[], opts: AcceptOptions) {
   const accepted: IngestMessage[] = []
   const rejected: RejectedMessage[] = []
+  const seen = new Set<string>()
   inputs.forEach((input, index) => {
-    const withContext =
-      opts.batchContext && input && typeof input === 'object' && !Array.isArray(input)
-        ? { ...input, context: { ...opts.batchContext, ...((input as { context?: object }).context ?? {}) } }
-        : input
-    const result = normaliseMessage(withContext, opts)
-    if (result.ok) accepted.push(result.message)
-    else {
-      const id = (input as { messageId?: unknown } | null)?.messageId
-      rejected.push({ index, messageId: typeof id === 'string' ? id : null, error: result.error })
+    const result = normaliseMessage(withBatchContext(input, opts.batchContext), opts)
+    if (result.ok) {
+      if (seen.has(result.message.messageId)) return
+      seen.add(result.message.messageId)
+      accepted.push(result.message)
+    } else {
+      const id = isPlainObject(input) ? input.messageId : undefined
+      rejected.push({ index, messageId: typeof id === 'string' || typeof id === 'number' ? String(id) : null, error: result.error })
     }
   })
   return { accepted, rejected }

@@ -3,9 +3,18 @@ import zlib from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
 import { InputError } from '../errors.ts'
+import { MAX_MESSAGE_DEPTH, nestsDeeperThan } from '../plugin/normalise.ts'
 
 /** Largest request accepted, after decompression (CONTRACT.md: 413 over 500 KB). */
 export const MAX_REQUEST_BYTES = 500 * 1024
+/**
+ * Deepest nesting a body may have: a few levels of envelope (`{batch: [...]}`)
+ * above the deepest message normalisation accepts, so that one too-deep
+ * message in a batch is listed as rejected rather than refusing the request.
+ * Bounded at all because routes serialise parts of the body (JSON.stringify
+ * recurses): 400 rather than a stack overflow and a 500.
+ */
+export const MAX_BODY_DEPTH = MAX_MESSAGE_DEPTH * 2
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,7 +26,8 @@ declare module 'fastify' {
 const gunzip = promisify(zlib.gunzip)
 const inflate = promisify(zlib.inflate)
 
-async function decode(request: FastifyRequest, body: Buffer): Promise<Buffer> {
+/** The body as sent, decompressed (`Content-Encoding` gzip or deflate), bounded by MAX_REQUEST_BYTES. */
+export async function decode(request: FastifyRequest, body: Buffer): Promise<Buffer> {
   const encoding = String(request.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
   if (encoding === 'identity' || encoding === '') return body
   if (encoding !== 'gzip' && encoding !== 'deflate')
@@ -44,10 +54,14 @@ export function registerJsonBody(app: FastifyInstance): void {
     const raw = await decode(request, payload)
     request.rawBody = raw
     if (raw.length === 0) throw new InputError(400, 'invalid_json', 'request body is empty; send a JSON document')
+    let body: unknown
     try {
-      return sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'remove', constructorAction: 'remove' })
+      body = sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'remove', constructorAction: 'remove' })
     } catch (err) {
       throw new InputError(400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`)
     }
+    if (nestsDeeperThan(body, MAX_BODY_DEPTH))
+      throw new InputError(400, 'too_deeply_nested', `request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`)
+    return body
   })
 }

@@ -15,6 +15,25 @@ export const MAX_MESSAGE_BYTES = 32 * 1024
 /** Ids and event names are indexed; keep them well inside a btree entry. */
 export const MAX_ID_LENGTH = 255
 export const MAX_EVENT_NAME_LENGTH = 1024
+/**
+ * Deepest nesting of objects and arrays in a message (the message itself is
+ * level 1). Real Segment calls nest a few levels; a deeper one would only
+ * exhaust the stack of JSON.stringify here or of Postgres' jsonb input.
+ */
+export const MAX_MESSAGE_DEPTH = 64
+
+/** Whether objects/arrays in `value` nest deeper than `max` levels; iterative, so any depth is safe to ask about. */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!
+    if (node === null || typeof node !== 'object') continue
+    if (depth > max) return true
+    for (const child of Array.isArray(node) ? node : Object.values(node))
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+  }
+  return false
+}
 
 /** A validated, normalised message: what the queue carries and `events` stores. */
 export interface IngestMessage {
@@ -48,11 +67,46 @@ const id = z.union([
   z.number().finite(),
 ])
 const object = z.record(z.string(), z.unknown())
-const date = z.string().refine((v) => !Number.isNaN(Date.parse(v)), 'must be an ISO 8601 date-time')
+
+// YYYY-MM-DD, optionally followed by a time of day and a zone offset.
+const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)?)?$/
+
+/**
+ * Parses an ISO 8601 date-time, or returns null. Stricter than Date.parse,
+ * which takes "1" for 2001 and rolls 2020-02-31 over to March: a date it does
+ * not name exactly is refused. A time without an offset is UTC (not the
+ * server's zone, so the result never depends on where goalpost runs), and the
+ * instant must lie in years 1-9999, which Postgres `timestamptz` stores.
+ */
+export function parseTimestamp(value: string): Date | null {
+  const m = ISO_8601.exec(value.trim())
+  if (!m) return null
+  const [, y, mo, d, h = '00', mi = '00', s = '00', fraction = '', zone = 'Z'] = m
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number)
+  const calendar = new Date(Date.UTC(2000, month - 1, day))
+  calendar.setUTCFullYear(year)
+  if (calendar.getUTCMonth() !== month - 1 || calendar.getUTCDate() !== day) return null
+  if (hour > 23 || minute > 59 || second > 59) return null
+  let offsetMinutes = 0
+  if (zone !== 'Z' && zone !== 'z') {
+    const digits = zone.slice(1).replace(':', '')
+    const [oh, om] = [Number(digits.slice(0, 2)), Number(digits.slice(2) || '0')]
+    if (oh > 23 || om > 59) return null
+    offsetMinutes = (zone[0] === '-' ? -1 : 1) * (oh * 60 + om)
+  }
+  const millis = Number(fraction.padEnd(3, '0').slice(0, 3))
+  const utc = new Date(calendar.getTime() + ((hour * 60 + minute - offsetMinutes) * 60 + second) * 1000 + millis)
+  const utcYear = utc.getUTCFullYear()
+  return utcYear >= 1 && utcYear <= 9999 ? utc : null
+}
+
+const date = z
+  .string()
+  .refine((v) => parseTimestamp(v) !== null, 'must be an ISO 8601 date-time (e.g. 2024-05-01T12:00:00.000Z) in years 1-9999')
 
 const messageSchema = z.looseObject({
   type: z.enum(MESSAGE_TYPES, `must be one of ${MESSAGE_TYPES.join(', ')}`),
-  messageId: z.string().min(1, 'must not be empty').max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`).optional(),
+  messageId: id.nullish(),
   userId: id.nullish(),
   anonymousId: id.nullish(),
   previousId: id.nullish(),
@@ -75,6 +129,21 @@ const asId = (value: string | number | null | undefined): string | null =>
 // group makes sure the backslash is not itself escaped.
 const UNSTORABLE = /(?:^|[^\\])(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i
 
+/**
+ * JSON with object keys sorted: key order carries no meaning, so the same call
+ * sent to /v1/track (type from the path) or inside a /v1/batch digests the same.
+ */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+
 function problem(message: string, path?: string, code: MessageProblem['code'] = 'invalid_message'): NormaliseResult {
   return { ok: false, error: path ? { code, message: `${path}: ${message}`, path } : { code, message } }
 }
@@ -92,6 +161,8 @@ export function normaliseMessage(
   if (typeof input !== 'object' || input === null || Array.isArray(input))
     return problem('a message must be a JSON object')
   const raw = input as Record<string, unknown>
+  if (nestsDeeperThan(raw, MAX_MESSAGE_DEPTH))
+    return problem(`objects and arrays nest deeper than ${MAX_MESSAGE_DEPTH} levels`)
   const candidate = opts.typeFromPath ? { ...raw, type: opts.typeFromPath } : raw
   const parsed = messageSchema.safeParse(candidate)
   if (!parsed.success) {
@@ -101,7 +172,7 @@ export function normaliseMessage(
   }
   const m = parsed.data
 
-  const serialised = JSON.stringify(raw)
+  const serialised = JSON.stringify(candidate)
   const bytes = Buffer.byteLength(serialised)
   if (bytes > MAX_MESSAGE_BYTES)
     return problem(`message is ${bytes} bytes, over the ${MAX_MESSAGE_BYTES}-byte limit`, undefined, 'message_too_large')
@@ -148,13 +219,14 @@ export function normaliseMessage(
   if (userId === null && anonymousId === null) return problem('a message needs a userId or an anonymousId', 'userId')
 
   const receivedAt =
-    opts.honourReceivedAt && m.receivedAt ? new Date(m.receivedAt).toISOString() : opts.receivedAt
+    opts.honourReceivedAt && m.receivedAt ? parseTimestamp(m.receivedAt)!.toISOString() : opts.receivedAt
   return {
     ok: true,
     message: {
       // Segment libraries always set messageId. Without one, a digest of the
       // message stands in, so a client retrying the same message stays idempotent.
-      messageId: m.messageId ?? `gp-${createHash('sha256').update(serialised).digest('hex').slice(0, 40)}`,
+      // An empty messageId counts as absent, like an empty userId.
+      messageId: asId(m.messageId) ?? `gp-${createHash('sha256').update(canonicalJson(candidate)).digest('hex').slice(0, 40)}`,
       type: m.type,
       name,
       userId,
@@ -163,7 +235,7 @@ export function normaliseMessage(
       meta,
       context: m.context ?? null,
       receivedAt,
-      timestamp: m.timestamp ? new Date(m.timestamp).toISOString() : null,
+      timestamp: m.timestamp ? parseTimestamp(m.timestamp)!.toISOString() : null,
     },
   }
 }
