@@ -98,10 +98,18 @@ export interface PersonEvaluation {
 interface Journey extends JourneyRecord {
   campaign: CampaignDef
   triggerProperties: Record<string, unknown> | null
-  /** R15: in the goal segment (join goal) or outside it (leave goal) at entry. */
-  goalMetAtEntry: boolean
+  /** R15: the segments the person was in at entry, for whichever goal version judges a candidate (R13). */
+  membersAtEntry: ReadonlySet<string>
   deliveries: Delivery[]
 }
+
+/** R15: a segment goal already met at entry (in the segment for `join`, outside it for `leave`) can never convert. */
+function goalMetAtEntry(j: Journey, goal: Goal | null | undefined): boolean {
+  return goal?.kind === 'segment' && (goal.on === 'join') === j.membersAtEntry.has(goal.segment)
+}
+
+/** R2: processing time, ties broken by persist order. */
+const ruleOrder = (a: TimelineEvent, b: TimelineEvent) => a.receivedAt - b.receivedAt || a.seq - b.seq
 
 interface Delivery extends DeliveryView {
   journey: Journey
@@ -125,7 +133,9 @@ export function campaignResolver(campaigns: readonly CampaignDef[]): (ref: strin
   return (ref) => (ref === null ? undefined : byRef.get(ref))
 }
 
-export function evaluatePerson(personId: string, events: readonly PersonEvent[], config: EngineConfig, now: number): PersonEvaluation {
+export function evaluatePerson(personId: string, input: readonly PersonEvent[], config: EngineConfig, now: number): PersonEvaluation {
+  // R2, R3: replay in rule order whatever order the log was read in (a late webhook retry has a higher seq but an earlier received_at).
+  const events = [...input].sort(ruleOrder)
   const state = new PersonState(config.segments, config.campaigns.map((c) => c.filters))
   const resolve = campaignResolver(config.campaigns)
   const memberships: MembershipRecord[] = []
@@ -161,10 +171,10 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
   const unmatched = (c: CampaignDef, t: number) =>
     (c.trigger?.kind === 'segment' && !state.members.has(c.trigger.segment)) || !state.matches(c.filters, t)
 
-  /** Does this moment's candidate meet the journey's goal in force at `t` (R13, R14)? */
+  /** Does this moment's candidate meet the goal in force at `t` (R13)? Whether the journey may use it is R14's question. */
   const goalCandidate = (j: Journey, t: number, e: PersonEvent | null, joined: string[], left: string[]) => {
     const inForce = goalVersionAt(j.campaign, t)
-    if (j.goalVersion === null || !inForce?.goal) return null
+    if (!inForce?.goal) return null
     const goal = inForce.goal
     if (goal.kind === 'event') {
       if (!e || e.name !== goal.event || !(e.type === 'track' || e.type === 'page' || e.type === 'screen')) return null
@@ -178,8 +188,10 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
     const exit = j.campaign.exit
     const onGoal = exit === 'on_goal' || exit === 'on_goal_or_unmatch'
     const onUnmatch = exit === 'on_unmatch' || exit === 'on_goal_or_unmatch'
-    // R19: at entry a segment goal is met by being in (join) or out of (leave) the segment already.
-    const goalMet = goalCandidate(j, t, e, joined, left) !== null || (atEntry && j.goalMetAtEntry)
+    // R14: only a goal in force at entry counts (R18). R19: at entry a segment
+    // goal is met by being in (join) or out of (leave) the segment already.
+    const goalMet =
+      j.goalVersion !== null && (goalCandidate(j, t, e, joined, left) !== null || (atEntry && goalMetAtEntry(j, goalVersionAt(j.campaign, t)?.goal)))
     if (onGoal && goalMet) {
       j.exitedAt = t
       j.exitReason = 'goal'
@@ -205,7 +217,7 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
       convertedAt: null,
       campaign: c,
       triggerProperties: cause === 'event_trigger' && e ? e.properties : null,
-      goalMetAtEntry: goal?.kind === 'segment' && (goal.on === 'join') === state.members.has(goal.segment),
+      membersAtEntry: new Set(state.members),
       deliveries: [],
     }
     journeys.push(j)
@@ -221,8 +233,9 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
       if (!candidate) continue
       const messageId = candidate.goal.kind === 'event' ? e!.messageId : (e?.messageId ?? null)
       const decide = (converts: boolean, reason: string) => decisions.push({ at: t, messageId, journeyId: j.journeyId, converts, reason })
-      if (j.convertedAt !== null) decide(false, 'already-converted') // R12
-      else if (candidate.goal.kind === 'segment' && j.goalMetAtEntry) decide(false, 'goal-met-at-entry') // R15
+      if (j.goalVersion === null) decide(false, 'no-goal-at-entry') // R14
+      else if (j.convertedAt !== null) decide(false, 'already-converted') // R12
+      else if (goalMetAtEntry(j, candidate.goal)) decide(false, 'goal-met-at-entry') // R15
       else {
         const verdict = attribute(j.deliveries, candidate.goal, t, c.webhookConversions)
         if (!verdict.converts) decide(false, verdict.reason)
@@ -248,7 +261,7 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
       }
     }
   }
-  const observeDelivery = (c: CampaignDef, t: number, e: PersonEvent, input: DeliveryInput) => {
+  const observeDelivery = (c: CampaignDef, t: number, e: PersonEvent, input: DeliveryInput, joined: string[], left: string[]) => {
     let d = deliveries.get(input.deliveryId)
     if (!d) {
       // R17: a delivery attaches to the active journey, or to an exited one
@@ -256,17 +269,22 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
       let j = latest.get(c.key)
       if (!j || j.completedAt !== null) {
         j = enter(c, t, 'delivery', e)
-        exitIfDue(j, t, e, [], [], true) // R19; then this delivery is after_exit
+        exitIfDue(j, t, e, joined, left, true) // R19; then this delivery is after_exit
       }
       d = { deliveryId: input.deliveryId, channel: input.channel, revoked: revoked.has(input.deliveryId), afterExit: j.exitedAt !== null, journey: j, campaignKey: c.key, convertedAt: null }
       deliveries.set(input.deliveryId, d)
       j.deliveries.push(d)
     }
+    const leftBefore = d.sent !== undefined
     const mark: Mark = { at: t, seq: e.seq }
     for (const column of columnsSetBy(input.step)) {
       const step = column.slice(0, -3) as 'sent' | 'delivered' | 'opened' | 'clicked' | 'drafted' | 'attempted' | 'failed'
       if (step === 'sent' || step === 'delivered' || step === 'opened' || step === 'clicked') d[step] ??= mark
     }
+    // R20 with R5: the person receives a message when it leaves (sent or a
+    // later step), not when it is drafted or attempted; one drafted before the
+    // exit and sent after it was received after the exit.
+    if (!leftBefore && d.sent !== undefined) d.afterExit = d.journey.exitedAt !== null
   }
 
   const moment = (t: number, e: PersonEvent | null) => {
@@ -276,7 +294,7 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
     for (const c of config.campaigns) {
       const current = latest.get(c.key)
       // R22: the sender completes the journey.
-      if (e?.name === JOURNEY_COMPLETED && e.type === 'track' && isActive(current) && resolve(ref(e.properties.campaign_id)) === c) {
+      if (e?.name === JOURNEY_COMPLETED && e.type === 'track' && isActive(current) && resolve(ref(e.properties.campaign_id) ?? ref(e.properties.canvas_id)) === c) {
         const named = ref(e.properties.journey_id)
         if (named === null || named === current.journeyId || current.deliveries.some((d) => deliveryJourneyRef.get(d.deliveryId) === named))
           current.completedAt = t
@@ -284,7 +302,7 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
       if (e?.delivery && e.delivery.step !== 'recorded' && resolve(e.delivery.campaignRef) === c) {
         if (e.delivery.journeyRef !== null && !deliveryJourneyRef.has(e.delivery.deliveryId))
           deliveryJourneyRef.set(e.delivery.deliveryId, e.delivery.journeyRef)
-        observeDelivery(c, t, e, e.delivery)
+        observeDelivery(c, t, e, e.delivery, joined, left)
       }
       // R17: triggers start a journey when none is active.
       const trigger = c.trigger
@@ -326,8 +344,11 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
   for (;;) {
     const nextEventAt = i < events.length ? events[i].receivedAt : Infinity
     const at = nextTick(last)
-    // Time-caused changes at an instant come before inputs processed at the same instant.
-    if (at !== null && at <= nextEventAt && at <= now) {
+    // Time-caused changes at an instant come before inputs processed at the same
+    // instant. An instant before a persisted input is always replayed (R3: the
+    // outcome of the log must not depend on when it is evaluated); after the
+    // last input, only up to `now`.
+    if (at !== null && at <= nextEventAt && (at <= now || i < events.length)) {
       tick(at)
       last = at
       continue
@@ -340,7 +361,7 @@ export function evaluatePerson(personId: string, events: readonly PersonEvent[],
 
   return {
     memberships,
-    journeys: journeys.map(({ campaign, triggerProperties, goalMetAtEntry, deliveries: _d, ...record }) => record),
+    journeys: journeys.map(({ campaign, triggerProperties, membersAtEntry, deliveries: _d, ...record }) => record),
     deliveries: [...deliveries.values()].map((d) => ({
       deliveryId: d.deliveryId,
       campaignKey: d.campaignKey,
