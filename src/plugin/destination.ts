@@ -20,6 +20,12 @@ export interface GoalpostDestinationOptions {
   maxBatchSize?: number
   /** How long a call may wait for others to share its job (default 10 ms). */
   flushIntervalMs?: number
+  /**
+   * How long one batch may wait for Redis (to connect, then to take the job)
+   * before its calls count as failed (default 5 s). Bounds every call, and so
+   * analytics-node's `closeAndFlush()`, while Redis is away.
+   */
+  queueTimeoutMs?: number
 }
 
 export class GoalpostPluginError extends Error {
@@ -47,7 +53,11 @@ export type GoalpostPlugin = Plugin & {
   readonly stats: GoalpostPluginStats
   /** Queues whatever is buffered now. */
   flush(): Promise<void>
-  /** Flushes, then closes the plugin's queue (and its Redis connection, if the plugin opened it). */
+  /**
+   * Flushes, then closes the plugin's queue (and its Redis connection, if the
+   * plugin opened it). Also what `analytics.deregister('goalpost')` does. Calls
+   * after it count as failed.
+   */
   close(): Promise<void>
 }
 
@@ -59,9 +69,11 @@ export type GoalpostPlugin = Plugin & {
 export function goalpostDestination(options: GoalpostDestinationOptions = {}): GoalpostPlugin {
   const maxBatchSize = options.maxBatchSize ?? 100
   const flushIntervalMs = options.flushIntervalMs ?? 10
+  const queueTimeoutMs = options.queueTimeoutMs ?? 5_000
   const ownsConnection = !options.connection
   let connection: Redis | undefined = options.connection
   let queue: Queue<IngestJobData> | undefined
+  let closed = false
   const stats: GoalpostPluginStats = { queued: 0, invalid: 0, failed: 0 }
   let buffer: IngestMessage[] = []
   let waiting: Array<() => void> = []
@@ -76,17 +88,43 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
     }
   }
 
-  const getQueue = () => {
-    if (!queue) {
-      connection ??= new Redis(options.redisUrl ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3 })
+  const prefix = options.queuePrefix ?? 'goalpost'
+
+  const getConnection = (): Redis => {
+    if (!connection) {
+      connection = new Redis(options.redisUrl ?? 'redis://127.0.0.1:6379', {
+        // Shows in CLIENT LIST which goalpost the app's plugin feeds.
+        connectionName: `goalpost-plugin:${prefix}`,
+        // Fail fast rather than park commands while Redis is away: a call is
+        // either queued within queueTimeoutMs or reported as failed, never
+        // added minutes later behind the app's back.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+      })
       connection.on('error', () => {}) // reconnects by itself; failures surface per call
+    }
+    return connection
+  }
+
+  // The queue is built only on a ready connection: BullMQ waits for readiness
+  // without a bound, and would hang every call while Redis is away.
+  const getQueue = (): Queue<IngestJobData> => {
+    if (!queue) {
       queue = new Queue<IngestJobData>(QUEUE_NAMES.ingest, {
-        connection,
-        prefix: options.queuePrefix ?? 'goalpost',
+        connection: getConnection(),
+        prefix,
         defaultJobOptions: INGEST_JOB_OPTIONS,
       })
+      queue.on('error', () => {}) // connection errors, already reported per call
     }
     return queue
+  }
+
+  const send = async (messages: IngestMessage[]): Promise<void> => {
+    if (closed) throw new Error('the plugin is closed')
+    const deadline = Date.now() + queueTimeoutMs
+    await whenReady(getConnection(), queueTimeoutMs)
+    await withTimeout(getQueue().add('batch', { source: 'plugin', messages }), deadline - Date.now(), 'Redis did not take the job')
   }
 
   const flush = (): Promise<void> => {
@@ -97,8 +135,7 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
     const resolvers = waiting
     buffer = []
     waiting = []
-    const sending = getQueue()
-      .add('batch', { source: 'plugin', messages })
+    const sending = send(messages)
       .then(
         () => {
           stats.queued += messages.length
@@ -125,11 +162,21 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
 
   const handle = (ctx: Context): Promise<Context> => {
     const receivedAt = new Date().toISOString()
-    // A JSON round trip gives the same shape goalpost's HTTP API receives (Dates as ISO strings).
-    const result = normaliseMessage(JSON.parse(JSON.stringify(ctx.event)), { receivedAt })
+    const messageIds = ctx.event.messageId ? [ctx.event.messageId] : []
+    let input: unknown
+    try {
+      // A JSON round trip gives the same shape goalpost's HTTP API receives (Dates as ISO strings).
+      input = JSON.parse(JSON.stringify(ctx.event))
+    } catch (cause) {
+      // A BigInt or a cycle: analytics-node would swallow the throw, so report it here.
+      stats.invalid += 1
+      report(new GoalpostPluginError(`the call is not JSON-serialisable: ${(cause as Error).message}`, 'invalid_message', messageIds, { cause }))
+      return Promise.resolve(ctx)
+    }
+    const result = normaliseMessage(input, { receivedAt })
     if (!result.ok) {
       stats.invalid += 1
-      report(new GoalpostPluginError(result.error.message, 'invalid_message', ctx.event.messageId ? [ctx.event.messageId] : []))
+      report(new GoalpostPluginError(result.error.message, 'invalid_message', messageIds))
       return Promise.resolve(ctx)
     }
     buffer.push(result.message)
@@ -139,15 +186,30 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
     return done
   }
 
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      await flush()
+      closed = true
+      await queue?.close()
+      if (ownsConnection && connection) {
+        // QUIT lets Redis finish what it has; a connection that is not up is just dropped.
+        if (connection.status === 'ready') await connection.quit().catch(() => connection?.disconnect())
+        else connection.disconnect()
+      }
+    })())
+
   return {
     name: 'goalpost',
     type: 'destination',
     version: '0.1.0',
     isLoaded: () => true,
-    load: async () => {},
-    unload: async () => {
-      await flush()
+    load: async () => {
+      if (!closed) getConnection() // connect while the app starts, not on its first call
     },
+    // analytics.deregister('goalpost'): nothing reaches the plugin any more, so
+    // it lets go of Redis too (an open socket would keep the app from exiting).
+    unload: close,
     track: handle,
     identify: handle,
     page: handle,
@@ -156,10 +218,43 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
     alias: handle,
     stats,
     flush,
-    async close() {
-      await flush()
-      if (queue) await queue.close()
-      if (ownsConnection) connection?.disconnect()
-    },
+    close,
   }
+}
+
+/** Resolves once the connection is ready, or rejects (with Redis's last error) after `ms`. */
+function whenReady(connection: Redis, ms: number): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve()
+  if (connection.status === 'wait') void connection.connect().catch(() => {}) // lazyConnect: start it
+  return new Promise((resolve, reject) => {
+    let lastError: Error | undefined
+    const onError = (err: Error) => {
+      lastError = err
+    }
+    const onReady = () => {
+      cleanUp()
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      cleanUp()
+      reject(new Error(`Redis was not reachable within ${ms} ms${lastError ? ` (${lastError.message})` : ''}`))
+    }, ms)
+    const cleanUp = () => {
+      clearTimeout(timer)
+      connection.off('ready', onReady)
+      connection.off('error', onError)
+    }
+    connection.on('ready', onReady)
+    connection.on('error', onError)
+  })
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} within the queue timeout`)), Math.max(0, ms))
+    }),
+  ]).finally(() => clearTimeout(timer))
 }
