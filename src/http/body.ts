@@ -48,20 +48,35 @@ export async function decode(request: FastifyRequest, body: Buffer): Promise<Buf
  * possibly gzip- or deflate-encoded. The decoded bytes are kept on the request
  * for signature checks; `__proto__`/`constructor.prototype` keys are dropped.
  */
+/** Parses a decoded body as JSON, dropping `__proto__`/`constructor.prototype` keys and refusing absurd nesting. */
+export function parseJsonBody(raw: Buffer): unknown {
+  if (raw.length === 0) throw new InputError(400, 'invalid_json', 'request body is empty; send a JSON document')
+  let body: unknown
+  try {
+    body = sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'remove', constructorAction: 'remove' })
+  } catch (err) {
+    throw new InputError(400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`)
+  }
+  if (nestsDeeperThan(body, MAX_BODY_DEPTH))
+    throw new InputError(400, 'too_deeply_nested', `request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`)
+  return body
+}
+
+/**
+ * Every body is JSON, whatever Content-Type a Segment library labels it with,
+ * possibly gzip- or deflate-encoded. The decoded bytes are kept on the request.
+ */
 export function registerJsonBody(app: FastifyInstance): void {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_REQUEST_BYTES }, async (request: FastifyRequest, payload: Buffer) => {
     const raw = await decode(request, payload)
     request.rawBody = raw
-    if (raw.length === 0) throw new InputError(400, 'invalid_json', 'request body is empty; send a JSON document')
-    let body: unknown
-    try {
-      body = sjson.parse(raw.toString('utf8'), undefined, { protoAction: 'remove', constructorAction: 'remove' })
-    } catch (err) {
-      throw new InputError(400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`)
-    }
-    if (nestsDeeperThan(body, MAX_BODY_DEPTH))
-      throw new InputError(400, 'too_deeply_nested', `request body nests objects and arrays deeper than ${MAX_BODY_DEPTH} levels`)
-    return body
+    return parseJsonBody(raw)
   })
+}
+
+/** For routes that must see the bytes before parsing them (signature checks): the body stays a Buffer. */
+export function registerRawBody(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_REQUEST_BYTES }, async (_request: FastifyRequest, payload: Buffer) => payload)
 }

@@ -138,6 +138,21 @@ describe('POST /webhooks/segment (CONTRACT.md HTTP; R1)', () => {
     expect(await gp.database.db('events').whereIn('message_id', refused)).toEqual([])
   })
 
+  it('honours receivedAt only on the signed element of a first-element-signed array; the rest get server time (R1: a replayed signature must not backdate other messages)', async () => {
+    const run = randomUUID().slice(0, 8)
+    const past = new Date(Date.now() - 5 * DAY).toISOString()
+    const messages = [0, 1].map((i) => segmentTrack({ messageId: `half-${i}-${run}`, userId: `wh-${run}`, receivedAt: past }))
+    const before = Date.now()
+    const res = await post('/webhooks/segment', JSON.stringify(messages), {
+      'x-signature': sign(JSON.stringify(messages[0])),
+      authorization: gp.basicAuth,
+    })
+    expect(res.status).toBe(200)
+    const rows = await stored(messages.map((m) => m.messageId))
+    expect(rows.find((r) => r.message_id === `half-0-${run}`)!.received_at.toISOString()).toBe(past)
+    expect(rows.find((r) => r.message_id === `half-1-${run}`)!.received_at.getTime()).toBeGreaterThanOrEqual(before - 1000)
+  })
+
   it('refuses a tampered, unsigned or wrongly signed body with 401 and stores nothing (CONTRACT.md: bad signature → 401)', async () => {
     const run = randomUUID().slice(0, 8)
     const original = JSON.stringify(segmentTrack({ messageId: `tamper-${run}`, userId: `wh-${run}`, properties: { total: 30 } }))
