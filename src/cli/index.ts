@@ -1,6 +1,8 @@
 import { ConfigError } from '../errors.ts'
+import { ConfigDocumentError } from '../core/config-document.ts'
 import { loadConfig } from '../config.ts'
 import { migrateToLatest } from '../db/migrate.ts'
+import { applyCommand } from './apply.ts'
 import { runUntilSignal } from './runtime.ts'
 
 const USAGE = `usage: goalpost <command>
@@ -9,9 +11,10 @@ const USAGE = `usage: goalpost <command>
   serve      only the HTTP server (Segment tracking API, webhook, health)
   worker     only the queue workers
   migrate    create the database if missing and run migrations to latest
+  apply FILE validate a YAML/JSON config document and save it as the whole configuration
 
 Environment: DATABASE_URL, REDIS_URL, PORT, HOST, GOALPOST_WRITE_KEYS,
-GOALPOST_WEBHOOK_SECRET, GOALPOST_ADMIN_TOKEN, GOALPOST_QUEUE_PREFIX (see README).`
+GOALPOST_WEBHOOK_SECRET, GOALPOST_ADMIN_TOKEN, GOALPOST_CONFIG, GOALPOST_QUEUE_PREFIX (see README).`
 
 async function main(argv: string[]): Promise<number> {
   const [command] = argv
@@ -25,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
     case 'worker':
       await runUntilSignal({ migrate: false, http: false, workers: true })
       return -1
+    case 'apply':
+      return applyCommand(argv.slice(1), loadConfig())
     case 'migrate': {
       const { created, ran } = await migrateToLatest(loadConfig().databaseUrl)
       if (created) console.log('created the database')
@@ -48,7 +53,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exit(code)
   },
   (err) => {
-    console.error(err instanceof ConfigError ? err.message : err)
+    console.error(err instanceof ConfigError || err instanceof ConfigDocumentError ? err.message : err)
     process.exit(1)
   },
 )

@@ -7,6 +7,7 @@ import { buildServer } from '../http/server.ts'
 import { createIngestQueue } from '../jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../jobs/redis.ts'
 import { startWorkers } from '../jobs/workers.ts'
+import { applyConfigFile } from './apply.ts'
 
 export interface Running {
   close(): Promise<void>
@@ -28,6 +29,17 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
   const closers: Closer[] = []
   const db = createDb(config.databaseUrl, { poolMax: Math.max(4, config.ingestConcurrency + 2) })
   closers.push(() => db.destroy())
+  // GOALPOST_CONFIG is applied by the processes that migrate or serve (start,
+  // serve), before anything runs on it; worker-only processes read the
+  // configuration others saved. Invalid: the errors are thrown, listed.
+  if (config.configFile && (parts.migrate || parts.http)) {
+    const file = config.configFile
+    const result = await applyConfigFile(db, file, { now: new Date(), source: `startup:${file}` }).catch(async (err) => {
+      await db.destroy()
+      throw err
+    })
+    log.info({ file, revision: result.revision, changes: result.changes }, result.changed ? 'applied GOALPOST_CONFIG' : 'GOALPOST_CONFIG: no changes')
+  }
   let server: FastifyInstance | undefined
   let url: string | undefined
   if (parts.workers) {

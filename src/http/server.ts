@@ -6,6 +6,7 @@ import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import { InputError, QueueUnavailableError } from '../errors.ts'
 import type { IngestJobData } from '../jobs/queues.ts'
+import { adminRoutes } from './admin-routes.ts'
 import { MAX_REQUEST_BYTES, registerJsonBody } from './body.ts'
 import { registerHealthRoutes } from './health-routes.ts'
 import { registerReceivedAt } from './received-at.ts'
@@ -71,5 +72,6 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps.db, deps.redis)
   registerTrackingRoutes(app, deps.queue, deps.config.writeKeys)
   registerWebhookRoute(app, deps.queue, deps.config)
+  await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken })
   return app
 }
