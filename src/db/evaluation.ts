@@ -84,11 +84,13 @@ async function syncRows(
   spec: { table: string; key: readonly string[]; columns: readonly string[]; types: Record<string, string> },
   existing: readonly Row[],
   desired: readonly Row[],
-): Promise<{ written: number; deleted: number }> {
+): Promise<RowChanges> {
   const keyOf = (r: Row) => spec.key.map((k) => (r[k] instanceof Date ? (r[k] as Date).toISOString() : String(r[k]))).join('\u0000')
   const before = new Map(existing.map((r) => [keyOf(r), r]))
+  let added = 0
   const changed = desired.filter((r) => {
     const old = before.get(keyOf(r))
+    if (!old) added++
     return !old || !sameRow(old, r, spec.columns)
   })
   const wanted = new Set(desired.map(keyOf))
@@ -113,7 +115,7 @@ async function syncRows(
       [JSON.stringify(changed)],
     )
   }
-  return { written: changed.length, deleted: gone.length }
+  return { added, changed: changed.length - added, removed: gone.length }
 }
 
 const JOURNEYS = {
@@ -178,12 +180,35 @@ export interface WriteScope {
   now: number
 }
 
-export interface WriteSummary {
-  journeys: number
-  conversions: number
-  memberships: number
-  deliveries: number
+export interface RowChanges {
+  added: number
+  changed: number
+  removed: number
 }
+
+export interface WriteSummary {
+  journeys: RowChanges
+  conversions: RowChanges
+  memberships: RowChanges
+  /** Deliveries whose attribution (campaign, journey, after_exit, converted_at) changed. */
+  deliveries: RowChanges
+}
+
+export const emptyChanges = (): RowChanges => ({ added: 0, changed: 0, removed: 0 })
+
+/** Adds `b` into `a`, table by table. */
+export function addSummary(a: WriteSummary, b: WriteSummary): WriteSummary {
+  for (const k of Object.keys(a) as (keyof WriteSummary)[])
+    for (const f of ['added', 'changed', 'removed'] as const) a[k][f] += b[k][f]
+  return a
+}
+
+export const emptySummary = (): WriteSummary => ({
+  journeys: emptyChanges(),
+  conversions: emptyChanges(),
+  memberships: emptyChanges(),
+  deliveries: emptyChanges(),
+})
 
 /**
  * Writes evaluations of these people. Rows of archived campaigns and segments
@@ -197,17 +222,17 @@ export async function writeEvaluations(
   const people = [...results.keys()]
   const flat = <T>(pick: (r: PersonEvaluation) => T[], row: (p: string, x: T) => Row) =>
     [...results].flatMap(([p, r]) => pick(r).map((x) => row(p, x)))
-  const [journeys, conversions, memberships, deliveries] = await Promise.all([
-    trx('journeys').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys),
-    trx('conversions').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys),
-    trx('segment_memberships').whereIn('person_id', people).whereIn('segment_key', scope.segmentKeys),
-    trx('deliveries').select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at').whereIn('person_id', people),
-  ])
-  const summary: WriteSummary = { journeys: 0, conversions: 0, memberships: 0, deliveries: 0 }
-  const count = (n: { written: number; deleted: number }) => n.written + n.deleted
-  summary.journeys = count(await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow)))
-  summary.conversions = count(await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow)))
-  summary.memberships = count(await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow)))
+  // One connection: the reads run one after another.
+  const journeys = await trx('journeys').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
+  const conversions = await trx('conversions').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
+  const memberships = await trx('segment_memberships').whereIn('person_id', people).whereIn('segment_key', scope.segmentKeys)
+  const deliveries = await trx('deliveries')
+    .select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at')
+    .whereIn('person_id', people)
+  const summary = emptySummary()
+  summary.journeys = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow))
+  summary.conversions = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow))
+  summary.memberships = await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow))
 
   // Delivery attribution: the rules' view for deliveries of configured
   // campaigns; a delivery they no longer place is cleared.
@@ -221,9 +246,13 @@ export async function writeEvaluations(
   for (const old of deliveries as Row[]) {
     const want = placed.get(old.delivery_id as string)
     if (want) {
-      if (!sameRow(old, want, cols)) updates.push(want)
+      if (!sameRow(old, want, cols)) {
+        updates.push(want)
+        summary.deliveries[old.journey_id === null ? 'added' : 'changed']++
+      }
     } else if (old.campaign_key !== null && inScope.has(old.campaign_key as string)) {
       updates.push({ delivery_id: old.delivery_id, campaign_key: null, journey_id: null, after_exit: false, converted_at: null })
+      summary.deliveries.removed++
     }
   }
   if (updates.length > 0) {
@@ -236,7 +265,6 @@ export async function writeEvaluations(
       [JSON.stringify(updates)],
     )
   }
-  summary.deliveries = updates.length
 
   await trx.raw(
     `INSERT INTO person_evaluations (person_id, evaluated_at, config_revision, next_wake_at)

@@ -9,14 +9,14 @@ import { receivedAt } from './received-at.ts'
 
 const SINGLE_CALLS: readonly MessageType[] = ['track', 'identify', 'page', 'screen', 'group', 'alias']
 
-function requireWriteKey(keys: readonly string[], request: FastifyRequest): void {
+export function requireWriteKey(keys: readonly string[], request: FastifyRequest): void {
   const presented = presentedWriteKey(request)
   if (presented === null)
     throw new InputError(401, 'missing_write_key', 'send the write key as "Authorization: Basic base64(<writeKey>:)" or as "writeKey" in the body')
   if (!isWriteKeyValid(keys, presented)) throw new InputError(401, 'invalid_write_key', 'the write key is not one of GOALPOST_WRITE_KEYS')
 }
 
-function requireObject(body: unknown): Record<string, unknown> {
+export function requireObject(body: unknown): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new InputError(400, 'invalid_body', 'the body must be a JSON object')
   return body as Record<string, unknown>

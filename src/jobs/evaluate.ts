@@ -1,8 +1,8 @@
 import type { Knex } from 'knex'
-import { evaluatePerson, type PersonEvaluation } from '../core/evaluate-person.ts'
+import { evaluatePerson, type PersonEvaluation, type PersonEvent } from '../core/evaluate-person.ts'
 import type { EngineConfig } from '../core/model.ts'
 import { lockPeople } from '../db/events.ts'
-import { loadPersonEvents, relevantEventNames, writeEvaluations, type WriteSummary } from '../db/evaluation.ts'
+import { emptySummary, loadPersonEvents, relevantEventNames, writeEvaluations, type WriteSummary } from '../db/evaluation.ts'
 import { deliveryEventTable, type DeliveryEventKind } from '../plugin/delivery-events.ts'
 
 /** The configuration in force, with what evaluation derives from it once. */
@@ -18,6 +18,13 @@ export function evaluationContext(revision: number, config: EngineConfig): Evalu
   return { revision, config, deliveryTable, relevantNames: relevantEventNames(config, deliveryTable) }
 }
 
+export interface Evaluated {
+  summary: WriteSummary
+  results: Map<string, PersonEvaluation>
+  /** The logs the evaluation read, per person. */
+  logs: Map<string, PersonEvent[]>
+}
+
 /**
  * Evaluates people from their persisted logs and writes the outcome (R3).
  * The caller's transaction must hold the people's advisory locks (lockPeople),
@@ -28,21 +35,23 @@ export async function evaluateLocked(
   personIds: readonly string[],
   ctx: EvaluationContext,
   now: number,
-): Promise<{ summary: WriteSummary; results: Map<string, PersonEvaluation> }> {
+  scope: { campaignKeys?: readonly string[]; segmentKeys?: readonly string[] } = {},
+): Promise<Evaluated> {
   const logs = await loadPersonEvents(trx, personIds, ctx.relevantNames, ctx.deliveryTable)
   const results = new Map<string, PersonEvaluation>()
   for (const [personId, events] of logs) results.set(personId, evaluatePerson(personId, events, ctx.config, now))
   const summary = await writeEvaluations(trx, results, {
-    campaignKeys: ctx.config.campaigns.map((c) => c.key),
-    segmentKeys: ctx.config.segments.map((s) => s.key),
+    campaignKeys: scope.campaignKeys ?? ctx.config.campaigns.map((c) => c.key),
+    segmentKeys: scope.segmentKeys ?? ctx.config.segments.map((s) => s.key),
     configRevision: ctx.revision,
     now,
   })
-  return { summary, results }
+  return { summary, results, logs }
 }
 
 /** Evaluates people in a transaction of its own (scheduled refresh, eligibility, recompute). */
-export async function evaluatePeople(db: Knex, personIds: readonly string[], ctx: EvaluationContext, now: number) {
+export async function evaluatePeople(db: Knex, personIds: readonly string[], ctx: EvaluationContext, now: number): Promise<Evaluated> {
+  if (personIds.length === 0) return { summary: emptySummary(), results: new Map(), logs: new Map() } as Evaluated
   return db.transaction(async (trx) => {
     await lockPeople(trx, personIds)
     return evaluateLocked(trx, personIds, ctx, now)

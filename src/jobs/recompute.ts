@@ -1,0 +1,73 @@
+import type { Knex } from 'knex'
+import { lockPeople } from '../db/events.ts'
+import { addSummary, emptySummary, type WriteSummary } from '../db/evaluation.ts'
+import { evaluateLocked, type EvaluationContext } from './evaluate.ts'
+
+export interface RecomputeOptions {
+  /** Only this campaign's journeys, conversions and deliveries (segments are left as they are). */
+  campaign?: string
+  /** Compute and count, change nothing. */
+  dryRun?: boolean
+  now: number
+  chunkSize?: number
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface RecomputeResult {
+  people: number
+  changes: WriteSummary
+}
+
+export class UnknownCampaignError extends Error {
+  constructor(readonly campaign: string) {
+    super(`no active campaign "${campaign}"; check the key with GET /admin/config`)
+    this.name = 'UnknownCampaignError'
+  }
+}
+
+class DryRunRollback extends Error {}
+
+// Everyone with a log or with derived rows: a person merged away (R25) has
+// derived rows and no log left, and recomputing them removes those rows.
+const PEOPLE = `SELECT person_id FROM people
+               UNION SELECT person_id FROM journeys
+               UNION SELECT person_id FROM segment_memberships`
+
+/**
+ * Rebuilds what the rules derive from the persisted log (R3), person by
+ * person in chunks, each chunk in its own transaction under the people's locks
+ * so ingestion keeps running meanwhile.
+ */
+export async function recompute(db: Knex, ctx: EvaluationContext, opts: RecomputeOptions): Promise<RecomputeResult> {
+  if (opts.campaign !== undefined && !ctx.config.campaigns.some((c) => c.key === opts.campaign))
+    throw new UnknownCampaignError(opts.campaign)
+  const scope = opts.campaign === undefined ? {} : { campaignKeys: [opts.campaign], segmentKeys: [] }
+  const chunkSize = opts.chunkSize ?? 500
+  const [{ total }] = (await db.raw(`SELECT count(*)::int AS total FROM (${PEOPLE}) p`)).rows as { total: number }[]
+  const changes = emptySummary()
+  let done = 0
+  let after = ''
+  opts.onProgress?.(0, total)
+  for (;;) {
+    const { rows } = await db.raw<{ rows: { person_id: string }[] }>(
+      `SELECT person_id FROM (${PEOPLE}) p WHERE person_id > ? ORDER BY person_id LIMIT ?`,
+      [after, chunkSize],
+    )
+    if (rows.length === 0) break
+    const ids = rows.map((r) => r.person_id)
+    try {
+      await db.transaction(async (trx) => {
+        await lockPeople(trx, ids)
+        const { summary } = await evaluateLocked(trx, ids, ctx, opts.now, scope)
+        addSummary(changes, summary)
+        if (opts.dryRun) throw new DryRunRollback()
+      })
+    } catch (err) {
+      if (!(err instanceof DryRunRollback)) throw err
+    }
+    done += ids.length
+    after = ids[ids.length - 1]
+    opts.onProgress?.(Math.min(done, total), total)
+  }
+  return { people: done, changes }
+}
