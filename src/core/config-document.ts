@@ -10,6 +10,7 @@
 import { z } from 'zod'
 import { DAY_MS, formatDuration, parseDuration } from './duration.ts'
 import { CHANNELS, type Step } from './lifecycle.ts'
+import { asNumber } from './operators.ts'
 import {
   OPERATORS,
   type CampaignDef,
@@ -271,8 +272,8 @@ const NO_TRIGGER: RefRules = { attribute: true, triggerRefused: onlyInGoals }
 
 const NUMERIC_OPS = ['gt', 'gte', 'lt', 'lte'] as const
 const isScalar = (v: unknown) => typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
-const isNumeric = (v: unknown) =>
-  (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)))
+// The same test the rules apply at run time, so a condition that validates can hold.
+const isNumeric = (v: unknown) => asNumber(v) !== null
 
 type Checked = { ok: true; value?: ValueRef } | { ok: false }
 
@@ -293,7 +294,7 @@ function checkValue(ctx: z.core.$RefinementCtx, op: Operator, present: boolean, 
     if (kind === 'attribute')
       return refs.attribute
         ? { ok: true, value: { attribute: name } }
-        : bad('must be a literal value: attribute conditions compare with literals (R24)')
+        : bad('must be a literal value: segment and audience conditions compare with literals (R24)')
     const refused = refs.triggerRefused()
     if (refused !== null) return bad(`{trigger: …} ${refused}`)
     return { ok: true, value: { trigger: name } }
@@ -371,7 +372,8 @@ function personCondition() {
   const attribute = strict({ attribute: text, op: operator, value: z.unknown().optional() })
   const event = strict({
     event: text,
-    where: propertyFilter(NO_TRIGGER).optional(),
+    // R24: segment conditions compare with literal values only.
+    where: propertyFilter(LITERAL_ONLY).optional(),
     count: strict({
       op: oneOf(COUNT_OPS, 'count operator'),
       value: z.number().int('must be a non-negative integer').min(0, 'must be a non-negative integer'),

@@ -323,7 +323,7 @@ const INVALID: Array<[string, unknown, string[]]> = [
   ['eq takes one value', withCondition({ attribute: 'plan', op: 'eq', value: ['a', 'b'] }), ['segments[0].conditions[0].value: must be a single value for op eq; use op in for a list']],
   ['eq takes no mapping', withCondition({ attribute: 'plan', op: 'eq', value: { x: 1 } }), ['segments[0].conditions[0].value: must be a string, number or boolean, got a mapping']],
   ['eq takes no null', withCondition({ attribute: 'plan', op: 'eq', value: null }), ['segments[0].conditions[0].value: must be a string, number or boolean, got null']],
-  ['attribute conditions take literals only (R24)', withCondition({ attribute: 'plan', op: 'eq', value: { attribute: 'other' } }), ['segments[0].conditions[0].value: must be a literal value: attribute conditions compare with literals (R24)']],
+  ['attribute conditions take literals only (R24)', withCondition({ attribute: 'plan', op: 'eq', value: { attribute: 'other' } }), ['segments[0].conditions[0].value: must be a literal value: segment and audience conditions compare with literals (R24)']],
   ['a reference names something', withGoal({ where: { conditions: [{ property: 'p', op: 'eq', value: { attribute: '' } }] } }), ['campaigns[0].goal.where.conditions[0].value.attribute: {attribute: …} must name a property (a non-empty string)']],
   ['a reference has one key', withGoal({ where: { conditions: [{ property: 'p', op: 'eq', value: { attribute: 'a', trigger: 'b' } }] } }), ['campaigns[0].goal.where.conditions[0].value: a reference is {attribute: name} or {trigger: name}, with nothing else']],
   // {trigger: …}
@@ -394,6 +394,9 @@ const INVALID: Array<[string, unknown, string[]]> = [
     'campaigns[1].external_ids[1]: "cart_recovery" already names campaign cart_recovery; a campaign_id must identify one campaign',
   ]],
   ['unknown campaign key', { campaigns: [campaign({ goals: [] })] }, ['campaigns[0].goals: unknown key; did you mean "goal"?']],
+  // R24 and the operators' run-time semantics
+  ['R24: a segment event condition compares with literals only', { segments: [segment({ conditions: [{ event: 'E', where: { conditions: [{ property: 'p', op: 'eq', value: { attribute: 'plan' } }] } }] })] }, ['segments[0].conditions[0].where.conditions[0].value: must be a literal value: segment and audience conditions compare with literals (R24)']],
+  ['R9: a numeric operator needs a number the rules read as one (no padding, no hex)', withGoal({ where: { conditions: [{ property: 'total', op: 'gt', value: '0x10' }] } }), ['campaigns[0].goal.where.conditions[0].value: must be a number (or a numeric string) for op gt, got "0x10"']],
   // delivery events
   ['delivery event channel', { delivery_events: [{ event: 'Fax Sent', channel: 'fax', status: 'sent' }] }, ['delivery_events[0].channel: unknown channel "fax"; use one of email, sms, push, in_app, webhook, slack']],
   ['delivery event status', { delivery_events: [{ event: 'X', channel: 'email', status: 'read' }] }, ['delivery_events[0].status: unknown status "read"; use one of drafted, attempted, sent, delivered, opened, clicked, revoked, bounced, failed, suppressed, dropped, recorded']],
