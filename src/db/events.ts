@@ -50,7 +50,10 @@ export async function insertEvents(
      RETURNING message_id, seq, person_id`,
     [source, JSON.stringify(rows)],
   )
-  const byId = new Map(messages.map((m) => [m.messageId, m]))
+  // A messageId twice in one batch: the statement stores the first copy, so
+  // the first copy is the one whose effects (traits, lifecycle) apply.
+  const byId = new Map<string, IngestMessage>()
+  for (const m of messages) if (!byId.has(m.messageId)) byId.set(m.messageId, m)
   return inserted
     .map((r) => ({ message: byId.get(r.message_id)!, seq: r.seq, personId: r.person_id }))
     .sort((a, b) => a.seq - b.seq)
@@ -69,4 +72,29 @@ export async function lockPeople(trx: Knex.Transaction, ids: Iterable<string>): 
        FROM (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest(?::text[]) AS id ORDER BY 1) AS keys`,
     [list],
   )
+}
+
+/**
+ * Locks the ids messages name and the people those ids belong to now (R25):
+ * a message naming a linked anonymousId writes its person's rows (events,
+ * traits, deliveries), so it takes that person's lock like every other writer,
+ * and evaluation, which locks people by their person id, never interleaves
+ * with it. A link changes only under its anonymous id's lock, so once the
+ * named ids are locked their people are final; a link that changed between
+ * the first read and the lock is caught by reading again.
+ */
+export async function lockNamedPeople(trx: Knex.Transaction, ids: Iterable<string>): Promise<void> {
+  const named = [...new Set(ids)]
+  if (named.length === 0) return
+  const locked = new Set<string>()
+  for (;;) {
+    const { rows } = await trx.raw<{ rows: { person_id: string }[] }>(
+      `SELECT DISTINCT person_id FROM identity_links WHERE anonymous_id = ANY(?::text[])`,
+      [named],
+    )
+    const missing = [...new Set([...named, ...rows.map((r) => r.person_id)])].filter((id) => !locked.has(id))
+    if (missing.length === 0) return
+    await lockPeople(trx, missing)
+    for (const id of missing) locked.add(id)
+  }
 }

@@ -40,8 +40,12 @@ export async function applyTraits(trx: Knex.Transaction, updates: readonly Trait
   if (updates.length === 0) return
   const byPerson = new Map<string, TraitUpdate[]>()
   for (const u of updates) byPerson.set(u.personId, [...(byPerson.get(u.personId) ?? []), u])
+  // FOR UPDATE: callers hold the person's advisory lock (lockNamedPeople);
+  // the row lock keeps a read-modify-write of attributes safe even for a
+  // caller that does not (a lost update otherwise: two folds, one kept).
   const { rows } = await trx.raw<{ rows: PersonTraits[] }>(
-    `SELECT person_id, attributes, traits_received_at, traits_seq FROM people WHERE person_id = ANY(?::text[])`,
+    `SELECT person_id, attributes, traits_received_at, traits_seq FROM people
+      WHERE person_id = ANY(?::text[]) ORDER BY person_id FOR UPDATE`,
     [[...byPerson.keys()]],
   )
   const merged: PersonTraits[] = []
@@ -69,6 +73,10 @@ export async function applyTraits(trx: Knex.Transaction, updates: readonly Trait
 /** Recomputes people's attributes from every identify in their log, in rule order (R2). */
 export async function refoldPeople(trx: Knex.Transaction, personIds: readonly string[]): Promise<void> {
   if (personIds.length === 0) return
+  // Lock the rows before reading the log: a concurrent batch folding into the
+  // same person has then either committed its identifies (and we read them) or
+  // waits and folds on top of what we write.
+  await trx.raw(`SELECT 1 FROM people WHERE person_id = ANY(?::text[]) ORDER BY person_id FOR UPDATE`, [[...personIds]])
   const { rows } = await trx.raw<{ rows: { person_id: string; properties: Attributes; received_at: Date; seq: number }[] }>(
     `SELECT person_id, properties, received_at, seq FROM events
       WHERE person_id = ANY(?::text[]) AND type = 'identify'

@@ -19,6 +19,16 @@ export function isPermanentDbError(err: unknown): boolean {
   return typeof code === 'string' && code.length === 5 && PERMANENT_SQLSTATE_CLASSES.has(code.slice(0, 2))
 }
 
+/**
+ * Postgres' own message: knex prefixes it with the statement (`<sql> - <message>`),
+ * which says nothing about the message and can be long. None of the ingest
+ * statements contains " - ", so the first one is the separator.
+ */
+function postgresMessage(err: Error): string {
+  const at = err.message.indexOf(' - ')
+  return at === -1 ? err.message : err.message.slice(at + 3)
+}
+
 export interface IngestResult extends PersistOutcome {
   rejected: number
 }
@@ -38,7 +48,9 @@ export function createIngestProcessor(deps: IngestDeps) {
       return { ...(await persistBatch(deps.db, source, messages, table)), rejected: 0 }
     } catch (err) {
       if (!isPermanentDbError(err)) throw err
-      deps.log.warn({ err, jobId: job.id }, 'batch holds a message Postgres refuses; storing its messages one by one')
+      // Not the error itself: its message holds the whole statement.
+      const { code } = err as { code: string }
+      deps.log.warn({ code, reason: postgresMessage(err as Error), jobId: job.id }, 'batch holds a message Postgres refuses; storing its messages one by one')
     }
     // One message at a time, so one bad message costs only itself.
     const total: IngestResult = { inserted: 0, duplicates: 0, people: [], merges: [], deliveries: 0, rejected: 0 }
@@ -53,7 +65,7 @@ export function createIngestProcessor(deps: IngestDeps) {
       } catch (err) {
         if (!isPermanentDbError(err)) throw err
         total.rejected += 1
-        const reason = `${(err as { code: string }).code}: ${(err as Error).message}`
+        const reason = `${(err as { code: string }).code}: ${postgresMessage(err as Error)}`
         deps.log.warn({ messageId: message.messageId, reason }, 'message rejected by Postgres')
         await recordRejected(deps.db, source, [
           { messageId: message.messageId, receivedAt: message.receivedAt, reason, payload: message },

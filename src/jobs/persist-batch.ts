@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
-import { insertEvents, lockPeople, type Source } from '../db/events.ts'
+import { insertEvents, lockNamedPeople, type Source } from '../db/events.ts'
 import { applyTraits, ensurePeople } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
@@ -30,7 +30,7 @@ export async function persistBatch(
   deliveryTable: ReadonlyMap<string, DeliveryEventKind>,
 ): Promise<PersistOutcome> {
   return db.transaction(async (trx) => {
-    await lockPeople(
+    await lockNamedPeople(
       trx,
       messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
     )
