@@ -4,6 +4,7 @@ import { loadConfig } from '../config.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { applyCommand } from './apply.ts'
 import { runUntilSignal } from './runtime.ts'
+import { recomputeCommand } from './recompute.ts'
 
 const USAGE = `usage: goalpost <command>
 
@@ -12,6 +13,8 @@ const USAGE = `usage: goalpost <command>
   worker     only the queue workers
   migrate    create the database if missing and run migrations to latest
   apply FILE validate a YAML/JSON config document and save it as the whole configuration
+  recompute [--campaign KEY] [--dry-run]
+             rebuild journeys, conversions and segment history from the log (R3)
 
 Environment: DATABASE_URL, REDIS_URL, PORT, HOST, GOALPOST_WRITE_KEYS,
 GOALPOST_WEBHOOK_SECRET, GOALPOST_ADMIN_TOKEN, GOALPOST_CONFIG, GOALPOST_QUEUE_PREFIX (see README).`
@@ -30,6 +33,8 @@ async function main(argv: string[]): Promise<number> {
       return -1
     case 'apply':
       return applyCommand(argv.slice(1), loadConfig())
+    case 'recompute':
+      return recomputeCommand(argv.slice(1))
     case 'migrate': {
       const { created, ran } = await migrateToLatest(loadConfig().databaseUrl)
       if (created) console.log('created the database')

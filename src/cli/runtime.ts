@@ -4,7 +4,7 @@ import { createLogger, type Logger } from '../logger.ts'
 import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildServer } from '../http/server.ts'
-import { createIngestQueue } from '../jobs/queues.ts'
+import { createIngestQueue, createMaintenanceQueue } from '../jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../jobs/redis.ts'
 import { startWorkers } from '../jobs/workers.ts'
 import { applyConfigFile } from './apply.ts'
@@ -43,7 +43,7 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
   let server: FastifyInstance | undefined
   let url: string | undefined
   if (parts.workers) {
-    const workers = startWorkers(config, db, log)
+    const workers = await startWorkers(config, db, log)
     closers.unshift(() => workers.close())
     log.info({ concurrency: config.ingestConcurrency }, 'workers started')
   }
@@ -51,10 +51,13 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
     const redis = createRedis(config.redisUrl, 'producer')
     await waitUntilReady(redis)
     const queue = createIngestQueue(redis, config.queuePrefix)
-    server = await buildServer({ config, queue, db, redis, log })
+    const maintenance = createMaintenanceQueue(redis, config.queuePrefix)
+    for (const q of [queue, maintenance]) q.on('error', (err) => log.warn({ err, queue: q.name }, 'queue connection error'))
+    server = await buildServer({ config, queue, maintenance, db, redis, log })
     closers.unshift(async () => {
       await server!.close()
       await queue.close()
+      await maintenance.close()
       redis.disconnect()
     })
     url = await server.listen({ port: config.port, host: config.host })

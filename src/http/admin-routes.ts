@@ -5,11 +5,16 @@ import { validateConfigDocument } from '../core/config-document.ts'
 import { applyConfig, getConfigDocument, type ApplyResult } from '../db/config.ts'
 import { InputError } from '../errors.ts'
 import { isAdminAuthorised } from './auth.ts'
+import type { Queue } from 'bullmq'
+import type { MaintenanceJobData } from '../jobs/queues.ts'
 import { MAX_REQUEST_BYTES, decode } from './body.ts'
+import { enqueueMaintenance } from '../jobs/queues.ts'
 
 export interface AdminDeps {
   db: Knex
   adminToken: string
+  /** Where `POST /admin/recompute` queues its job. */
+  maintenance: Queue<MaintenanceJobData>
   /** The apply's time (R13: goal versions start then); tests may pin it. */
   now?: () => Date
 }
@@ -87,5 +92,30 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
     const result = await applyConfig(deps.db, validated.document, { now: now(), source: 'http', raw: request.body })
     if (result.changed) request.log.info({ revision: result.revision, changes: result.changes }, 'configuration applied')
     return reply.send(applyResultBody(result))
+  })
+
+  // R3: rebuild from the log as a job any worker runs; progress is the job's.
+  app.post('/admin/recompute', async (request, reply) => {
+    const body = (request.body ?? {}) as { campaign?: unknown; dry_run?: unknown }
+    if (typeof body !== 'object' || Array.isArray(body)) throw new InputError(400, 'invalid_body', 'the body must be a JSON object: {campaign?, dry_run?}')
+    if (body.campaign !== undefined && (typeof body.campaign !== 'string' || body.campaign === ''))
+      throw new InputError(400, 'invalid_body', 'campaign: must be a campaign key')
+    if (body.dry_run !== undefined && typeof body.dry_run !== 'boolean') throw new InputError(400, 'invalid_body', 'dry_run: must be true or false')
+    const job = await enqueueMaintenance(deps.maintenance, { kind: 'recompute', campaign: body.campaign as string | undefined, dryRun: body.dry_run as boolean | undefined })
+    return reply.code(202).send({ job_id: job })
+  })
+
+  app.get('/admin/jobs/:id', async (request) => {
+    const { id } = request.params as { id: string }
+    const job = await deps.maintenance.getJob(id)
+    if (!job) throw new InputError(404, 'unknown_job', `no maintenance job "${id}" (finished jobs are kept for the last 100)`)
+    return {
+      job_id: job.id,
+      kind: job.data.kind,
+      state: await job.getState(),
+      progress: job.progress,
+      result: job.returnvalue ?? null,
+      error: job.failedReason ?? null,
+    }
   })
 }

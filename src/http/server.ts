@@ -5,7 +5,9 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import { InputError, QueueUnavailableError } from '../errors.ts'
-import type { IngestJobData } from '../jobs/queues.ts'
+import type { IngestJobData, MaintenanceJobData } from '../jobs/queues.ts'
+import { ConfigCache } from '../jobs/config-cache.ts'
+import { registerEligibilityRoute } from './eligibility-route.ts'
 import { adminRoutes } from './admin-routes.ts'
 import { MAX_REQUEST_BYTES, registerJsonBody } from './body.ts'
 import { registerHealthRoutes } from './health-routes.ts'
@@ -19,6 +21,10 @@ export interface HttpDeps {
   db: Knex
   redis: Redis
   log: Logger
+  /** Where admin recomputes are queued. */
+  maintenance: Queue<MaintenanceJobData>
+  /** The configuration in force (made here when not given). */
+  configs?: ConfigCache
 }
 
 const errorBody = (code: string, message: string, details?: unknown) => ({
@@ -51,6 +57,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
   })
+  const configs = deps.configs ?? new ConfigCache(deps.db)
   registerReceivedAt(app)
   registerJsonBody(app)
 
@@ -72,6 +79,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps.db, deps.redis)
   registerTrackingRoutes(app, deps.queue, deps.config.writeKeys)
   registerWebhookRoute(app, deps.queue, deps.config)
-  await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken })
+  registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
+  await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken, maintenance: deps.maintenance })
   return app
 }

@@ -57,3 +57,6 @@ export async function evaluatePeople(db: Knex, personIds: readonly string[], ctx
     return evaluateLocked(trx, personIds, ctx, now)
   })
 }
+
+/** No segments, no campaigns, the built-in delivery events: ingestion only. */
+export const emptyContext = (): EvaluationContext => evaluationContext(0, { segments: [], campaigns: [], deliveryEvents: [] })

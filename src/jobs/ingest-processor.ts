@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Logger } from '../logger.ts'
-import type { DeliveryEventKind } from '../plugin/delivery-events.ts'
+import type { EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
 import type { IngestJobData } from './queues.ts'
 import { persistBatch, type PersistOutcome } from './persist-batch.ts'
@@ -29,23 +29,41 @@ function postgresMessage(err: Error): string {
   return at === -1 ? err.message : err.message.slice(at + 3)
 }
 
-export interface IngestResult extends PersistOutcome {
+/** What a job did, in counts (kept small: it is the job's return value in Redis). */
+export interface IngestResult {
+  inserted: number
+  duplicates: number
   rejected: number
+  merges: number
+  deliveries: number
+  evaluated: number
 }
 
 export interface IngestDeps {
   db: Knex
   log: Logger
-  deliveryTable: () => ReadonlyMap<string, DeliveryEventKind>
+  /** The configuration in force (delivery events and what to evaluate). */
+  context: () => Promise<EvaluationContext>
 }
+
+const add = (total: IngestResult, o: PersistOutcome) => {
+  total.inserted += o.inserted
+  total.duplicates += o.duplicates
+  total.merges += o.merges.length
+  total.deliveries += o.deliveries
+  total.evaluated += o.evaluated
+  return total
+}
+
+const empty = (): IngestResult => ({ inserted: 0, duplicates: 0, rejected: 0, merges: 0, deliveries: 0, evaluated: 0 })
 
 /** The BullMQ processor for ingest jobs. */
 export function createIngestProcessor(deps: IngestDeps) {
   return async (job: Job<IngestJobData>): Promise<IngestResult> => {
     const { source, messages } = job.data
-    const table = deps.deliveryTable()
+    const ctx = await deps.context()
     try {
-      return { ...(await persistBatch(deps.db, source, messages, table)), rejected: 0 }
+      return add(empty(), await persistBatch(deps.db, source, messages, ctx))
     } catch (err) {
       if (!isPermanentDbError(err)) throw err
       // Not the error itself: its message holds the whole statement.
@@ -53,15 +71,10 @@ export function createIngestProcessor(deps: IngestDeps) {
       deps.log.warn({ code, reason: postgresMessage(err as Error), jobId: job.id }, 'batch holds a message Postgres refuses; storing its messages one by one')
     }
     // One message at a time, so one bad message costs only itself.
-    const total: IngestResult = { inserted: 0, duplicates: 0, people: [], merges: [], deliveries: 0, rejected: 0 }
+    const total = empty()
     for (const message of messages) {
       try {
-        const outcome = await persistBatch(deps.db, source, [message], table)
-        total.inserted += outcome.inserted
-        total.duplicates += outcome.duplicates
-        total.deliveries += outcome.deliveries
-        total.people.push(...outcome.people)
-        total.merges.push(...outcome.merges)
+        add(total, await persistBatch(deps.db, source, [message], ctx))
       } catch (err) {
         if (!isPermanentDbError(err)) throw err
         total.rejected += 1
@@ -72,7 +85,6 @@ export function createIngestProcessor(deps: IngestDeps) {
         ])
       }
     }
-    total.people = [...new Set(total.people)]
     return total
   }
 }

@@ -1,10 +1,12 @@
 import type { Knex } from 'knex'
-import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+import { deliveryFact } from '../plugin/delivery-events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
 import { insertEvents, lockNamedPeople, type Source } from '../db/events.ts'
 import { applyTraits, ensurePeople } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
+import type { WriteSummary } from '../db/evaluation.ts'
+import { evaluateLocked, type EvaluationContext } from './evaluate.ts'
 
 export interface PersistOutcome {
   /** Messages new to the log. */
@@ -15,20 +17,30 @@ export interface PersistOutcome {
   people: string[]
   merges: Merge[]
   deliveries: number
+  /** People evaluated after the batch (those with an input the configuration can use, R3). */
+  evaluated: number
+  evaluation: WriteSummary | null
 }
 
 /**
  * Persists one batch in one transaction: the log, people and their traits,
- * identity merges (R25) and delivery lifecycles (R4). Only messages new to the
- * log have effects, so running the same batch again, or concurrently, changes
- * nothing (idempotent under BullMQ retries and stalled-job re-runs).
+ * identity merges (R25) and delivery lifecycles (R4); then, still holding the
+ * people's locks, evaluates the people whose new inputs the configuration can
+ * use, so conversions are written in the same transaction as their cause.
+ * Only messages new to the log have effects, so running the same batch again,
+ * or concurrently, changes nothing (idempotent under BullMQ retries and
+ * stalled-job re-runs), and every evaluation is a function of the log (R3).
  */
 export async function persistBatch(
   db: Knex,
   source: Source,
   messages: readonly IngestMessage[],
-  deliveryTable: ReadonlyMap<string, DeliveryEventKind>,
+  ctx: EvaluationContext,
+  now: () => number = Date.now,
 ): Promise<PersistOutcome> {
+  const deliveryTable = ctx.deliveryTable
+  const relevant = new Set(ctx.relevantNames)
+  const evaluates = ctx.config.campaigns.length > 0 || ctx.config.segments.length > 0
   return db.transaction(async (trx) => {
     await lockNamedPeople(
       trx,
@@ -64,16 +76,30 @@ export async function persistBatch(
           : []
       }),
     )
+    const toEvaluate = new Set<string>()
+    if (evaluates) {
+      for (const e of events)
+        if (e.message.type === 'identify' || (e.message.name !== null && relevant.has(e.message.name))) toEvaluate.add(e.personId)
+      // R25: the merged person is judged on the whole merged log, and the
+      // merged-away id's derived rows move or go.
+      for (const { from, into } of merges) toEvaluate.add(from).add(into)
+    }
     for (const { from, into } of merges) {
       people.delete(from)
       people.add(into)
     }
+    // Ids resolved before a merge in this batch now belong to the merged person.
+    const mergedInto = new Map(merges.map((m) => [m.from, m.into]))
+    for (const id of [...toEvaluate]) if (mergedInto.has(id)) toEvaluate.add(mergedInto.get(id)!)
+    const evaluation = toEvaluate.size > 0 ? (await evaluateLocked(trx, [...toEvaluate], ctx, now())).summary : null
     return {
       inserted: events.length,
       duplicates: messages.length - events.length,
       people: [...people],
       merges,
       deliveries: observations.length,
+      evaluated: toEvaluate.size,
+      evaluation,
     }
   })
 }

@@ -2,26 +2,43 @@ import { Worker } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
-import { deliveryEventTable } from '../plugin/delivery-events.ts'
+import { ConfigCache } from './config-cache.ts'
 import { createRedis } from './redis.ts'
-import { BACKOFF_STRATEGY, QUEUE_NAMES, backoffDelay, type IngestJobData } from './queues.ts'
+import {
+  BACKOFF_STRATEGY,
+  QUEUE_NAMES,
+  WAKE_EVERY_MS,
+  backoffDelay,
+  createMaintenanceQueue,
+  type IngestJobData,
+  type MaintenanceJobData,
+} from './queues.ts'
 import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
+import { recompute } from './recompute.ts'
+import { wakeDuePeople } from './wake.ts'
 
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>
+  maintenance: Worker<MaintenanceJobData>
+  configs: ConfigCache
   close(): Promise<void>
 }
 
-/** Starts the ingest worker (and, later, evaluation and scheduled jobs). */
-export function startWorkers(
+/**
+ * Starts the workers: ingest (persist, then evaluate the people touched), and
+ * maintenance (the scheduled wake-up every WAKE_EVERY_MS, and recomputes).
+ * Any number of processes may run these; BullMQ hands each job to one.
+ */
+export async function startWorkers(
   config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'jobLockMs'>,
   db: Knex,
   log: Logger,
-): RunningWorkers {
+): Promise<RunningWorkers> {
   const connection = createRedis(config.redisUrl, 'worker')
+  const configs = new ConfigCache(db)
   const ingest = new Worker<IngestJobData, IngestResult>(
     QUEUE_NAMES.ingest,
-    createIngestProcessor({ db, log, deliveryTable: () => deliveryEventTable() }),
+    createIngestProcessor({ db, log, context: () => configs.get() }),
     {
       connection,
       prefix: config.queuePrefix,
@@ -40,10 +57,36 @@ export function startWorkers(
     log.error({ err, jobId: job?.id, attemptsMade: job?.attemptsMade }, 'ingest job failed; it will be retried unless attempts are used up'),
   )
   ingest.on('error', (err) => log.error({ err }, 'ingest worker error'))
+
+  const maintenanceQueue = createMaintenanceQueue(connection, config.queuePrefix)
+  maintenanceQueue.on('error', (err) => log.error({ err }, 'maintenance queue error'))
+  // Idempotent: every worker process upserts the same scheduler.
+  await maintenanceQueue.upsertJobScheduler('wake', { every: WAKE_EVERY_MS }, { name: 'wake', data: { kind: 'wake' } })
+  const maintenance = new Worker<MaintenanceJobData>(
+    QUEUE_NAMES.maintenance,
+    async (job) => {
+      const ctx = await configs.get()
+      if (job.data.kind === 'wake') return { woken: await wakeDuePeople(db, ctx, Date.now()) }
+      const result = await recompute(db, ctx, {
+        campaign: job.data.campaign,
+        dryRun: job.data.dryRun,
+        now: Date.now(),
+        onProgress: (done, total) => void job.updateProgress({ done, total }),
+      })
+      return result
+    },
+    // Two at a time, so a long recompute does not hold up the wake-ups.
+    { connection, prefix: config.queuePrefix, concurrency: 2, lockDuration: config.jobLockMs },
+  )
+  maintenance.on('failed', (job, err) => log.error({ err, jobId: job?.id, name: job?.name }, 'maintenance job failed'))
+  maintenance.on('error', (err) => log.error({ err }, 'maintenance worker error'))
   return {
     ingest,
+    maintenance,
+    configs,
     async close() {
-      await ingest.close()
+      await Promise.all([ingest.close(), maintenance.close()])
+      await maintenanceQueue.close()
       connection.disconnect()
     },
   }

@@ -3,7 +3,7 @@ import net from 'node:net'
 import zlib from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildServer } from '../../src/http/server.ts'
-import { createIngestQueue } from '../../src/jobs/queues.ts'
+import { createIngestQueue, createMaintenanceQueue } from '../../src/jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
 import { createLogger } from '../../src/logger.ts'
 import { startGoalpost, WEBHOOK_SECRET, WRITE_KEY, type TestGoalpost } from '../helpers/goalpost.ts'
@@ -532,10 +532,12 @@ describe('CONTRACT HTTP: Redis unreachable', () => {
     const log = createLogger('silent')
     const redis = createRedis('redis://127.0.0.1:1', 'producer')
     const queue = createIngestQueue(redis, testQueuePrefix())
-    queue.on('error', () => {}) // connection refused, over and over: expected here
+    const maintenance = createMaintenanceQueue(redis, testQueuePrefix())
+    for (const q of [queue, maintenance]) q.on('error', () => {}) // connection refused, over and over: expected here
     const app = await buildServer({
       config: { writeKeys: [WRITE_KEY], webhookSecret: WEBHOOK_SECRET, adminToken: 'unused' },
       queue,
+      maintenance,
       db: gp.database.db,
       redis,
       log,
@@ -579,6 +581,7 @@ describe('CONTRACT HTTP: Redis unreachable', () => {
       await app.close()
       redis.disconnect()
       await queue.close().catch(() => {})
+      await maintenance.close().catch(() => {})
     }
   })
 })
@@ -642,10 +645,12 @@ describe('CONTRACT HTTP: Redis going away after start', () => {
     const redis = createRedis(relay.url(), 'producer')
     await waitUntilReady(redis, 5_000)
     const queue = createIngestQueue(redis, prefix)
-    queue.on('error', () => {}) // connection lost, on purpose
+    const maintenance = createMaintenanceQueue(redis, prefix)
+    for (const q of [queue, maintenance]) q.on('error', () => {}) // connection lost, on purpose
     const app = await buildServer({
       config: { writeKeys: [WRITE_KEY], webhookSecret: WEBHOOK_SECRET, adminToken: 'unused' },
       queue,
+      maintenance,
       db: gp.database.db,
       redis,
       log: createLogger('silent'),
@@ -681,6 +686,7 @@ describe('CONTRACT HTTP: Redis going away after start', () => {
       await app.close()
       redis.disconnect()
       await queue.close().catch(() => {})
+      await maintenance.close().catch(() => {})
       await relay.down()
       await deleteQueuePrefix(prefix)
     }

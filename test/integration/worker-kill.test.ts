@@ -5,6 +5,7 @@ import { QueueEvents, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
 import { createIngestQueue, type IngestJobData } from '../../src/jobs/queues.ts'
 import { persistBatch } from '../../src/jobs/persist-batch.ts'
+import { emptyContext } from '../../src/jobs/evaluate.ts'
 import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
 import { BUILT_IN_DELIVERY_EVENTS } from '../../src/plugin/delivery-events.ts'
 import type { IngestMessage } from '../../src/plugin/normalise.ts'
@@ -199,7 +200,7 @@ describe('a worker killed mid-job', () => {
       }),
       // Meanwhile, the clean reference run: the same batches, in order, one at a time.
       (async () => {
-        for (const messages of batches) await persistBatch(reference.db, 'plugin', messages, BUILT_IN_DELIVERY_EVENTS)
+        for (const messages of batches) await persistBatch(reference.db, 'plugin', messages, emptyContext())
       })(),
     ])
     second.kill('SIGTERM')
