@@ -45,7 +45,11 @@ export interface IngestMessage {
   anonymousId: string | null
   /** track/page/screen properties; identify/group traits; alias: {}. */
   properties: Record<string, unknown>
-  /** alias `previousId`, group `groupId`. */
+  /**
+   * alias `previousId`, group `groupId`; and the client's own times that R1
+   * says are stored but never used: `originalTimestamp`, and a `receivedAt`
+   * that is not the processing time (`clientReceivedAt`).
+   */
   meta: Record<string, string> | null
   context: Record<string, unknown> | null
   /** Processing time (R1), ISO 8601. */
@@ -118,6 +122,7 @@ const messageSchema = z.looseObject({
   traits: object.nullish(),
   context: object.nullish(),
   timestamp: date.nullish(),
+  originalTimestamp: date.nullish(),
   receivedAt: date.nullish(),
 })
 
@@ -218,8 +223,11 @@ export function normaliseMessage(
   }
   if (userId === null && anonymousId === null) return problem('a message needs a userId or an anonymousId', 'userId')
 
-  const receivedAt =
-    opts.honourReceivedAt && m.receivedAt ? parseTimestamp(m.receivedAt)!.toISOString() : opts.receivedAt
+  const honoured = opts.honourReceivedAt && !!m.receivedAt
+  const receivedAt = honoured ? parseTimestamp(m.receivedAt!)!.toISOString() : opts.receivedAt
+  // R1: client-set times are stored, never used for rules.
+  if (m.originalTimestamp) meta = { ...meta, originalTimestamp: parseTimestamp(m.originalTimestamp)!.toISOString() }
+  if (m.receivedAt && !honoured) meta = { ...meta, clientReceivedAt: parseTimestamp(m.receivedAt)!.toISOString() }
   return {
     ok: true,
     message: {

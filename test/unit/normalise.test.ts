@@ -230,6 +230,16 @@ describe('normaliseMessage: R1 processing time', () => {
     expect(ok({ type: 'track', userId: 'u', event: 'E', timestamp: '2020-01-01' }).timestamp).toBe('2020-01-01T00:00:00.000Z')
   })
 
+  it('R1: originalTimestamp and a client receivedAt that is not the processing time are stored (in meta), never used', () => {
+    const m = ok({ type: 'track', userId: 'u', event: 'E', originalTimestamp: '2020-01-01T00:00:00Z', receivedAt: '2020-01-02T00:00:00Z' })
+    expect(m.receivedAt).toBe(SERVER_TIME)
+    expect(m.meta).toEqual({ originalTimestamp: '2020-01-01T00:00:00.000Z', clientReceivedAt: '2020-01-02T00:00:00.000Z' })
+    // On the signed webhook receivedAt is the processing time, so it is not kept twice.
+    const w = ok({ type: 'alias', userId: 'u', previousId: 'a', receivedAt: '2020-01-02T00:00:00Z' }, { honourReceivedAt: true })
+    expect(w.meta).toEqual({ previousId: 'a' })
+    expect(bad({ type: 'track', userId: 'u', event: 'E', originalTimestamp: 'yesterday' }).path).toBe('originalTimestamp')
+  })
+
   it('R1: a null timestamp is stored as null', () => {
     expect(ok({ type: 'track', userId: 'u', event: 'E', timestamp: null }).timestamp).toBeNull()
   })
