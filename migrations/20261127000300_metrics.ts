@@ -8,12 +8,16 @@ import type { Knex } from 'knex'
  * A delivery counts when it left (sent or a later step, no bounce/failure, R5)
  * on an attributable channel (R6). Its window is the goal in force now: from
  * its anchor (R7), or, while it has no anchor yet, from when it was sent.
+ * Only a delivery that can still convert is pending: not one sent after its
+ * journey exited (R20), nor one whose journey has converted already (R12) or
+ * entered without a goal (R14); those are decided, as not converted.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
     CREATE VIEW delivery_windows AS
     SELECT d.delivery_id, d.campaign_key, d.journey_id, d.person_id, d.action_id, d.channel,
            d.sent_at, d.after_exit, d.converted_at,
+           (j.converted_at IS NULL AND j.goal_version IS NOT NULL) AS journey_open,
            CASE g.after WHEN 'opened' THEN d.opened_at
                         WHEN 'clicked' THEN d.clicked_at
                         ELSE coalesce(d.delivered_at, d.sent_at) END AS anchor_at,
@@ -24,6 +28,7 @@ export async function up(knex: Knex): Promise<void> {
              AS counted
       FROM deliveries d
       JOIN campaigns c ON c.key = d.campaign_key
+      LEFT JOIN journeys j ON j.journey_id = d.journey_id
       LEFT JOIN LATERAL (
         SELECT v.goal->>'after' AS after, (v.goal->>'withinMs')::bigint AS within_ms
           FROM campaign_goal_versions v
@@ -35,7 +40,7 @@ export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
     CREATE VIEW delivery_outcomes AS
     SELECT w.*,
-           (w.counted AND w.converted_at IS NULL AND NOT w.after_exit AND w.within_ms IS NOT NULL
+           (w.counted AND w.converted_at IS NULL AND NOT w.after_exit AND coalesce(w.journey_open, false) AND w.within_ms IS NOT NULL
              AND coalesce(w.anchor_at, w.sent_at) + w.within_ms * interval '1 millisecond' >= now()) AS pending
       FROM delivery_windows w`)
 

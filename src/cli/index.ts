@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.ts'
-import { ConfigDocumentError } from '../core/config-document.ts'
+import { ConfigDocumentError } from '../core/config-document/index.ts'
 import { loadConfig } from '../config.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { applyCommand } from './apply.ts'

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { matchesFilter } from './filters.ts'
 import { attribute, conversionValue, goalVersionAt, type DeliveryView, type Mark } from './goals.ts'
-import { columnsSetBy, type Channel, type Step } from './lifecycle.ts'
+import { columnsSetBy, type Channel, type DeliveryFact } from './lifecycle.ts'
 import type { CampaignDef, EngineConfig, Goal } from './model.ts'
 import { valueAt } from './operators.ts'
 import { PersonState, type TimelineEvent } from './person-state.ts'
@@ -15,18 +15,8 @@ import { PersonState, type TimelineEvent } from './person-state.ts'
  * or concurrency the inputs arrived in.
  */
 
-/** What a lifecycle event says about a delivery (R4), resolved by the adapter. */
-export interface DeliveryInput {
-  deliveryId: string
-  campaignRef: string | null
-  journeyRef: string | null
-  actionId: string | null
-  channel: Channel
-  step: Step
-}
-
 export interface PersonEvent extends TimelineEvent {
-  delivery: DeliveryInput | null
+  delivery: DeliveryFact | null
 }
 
 export interface MembershipRecord {
@@ -261,7 +251,7 @@ export function evaluatePerson(personId: string, input: readonly PersonEvent[], 
       }
     }
   }
-  const observeDelivery = (c: CampaignDef, t: number, e: PersonEvent, input: DeliveryInput, joined: string[], left: string[]) => {
+  const observeDelivery = (c: CampaignDef, t: number, e: PersonEvent, input: DeliveryFact, joined: string[], left: string[]) => {
     let d = deliveries.get(input.deliveryId)
     if (!d) {
       // R17: a delivery attaches to the active journey, or to an exited one

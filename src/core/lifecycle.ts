@@ -9,6 +9,16 @@ export type Channel = (typeof CHANNELS)[number]
 export const STEPS = ['drafted', 'attempted', 'sent', 'delivered', 'opened', 'clicked', 'revoked', 'recorded'] as const
 export type Step = (typeof STEPS)[number]
 
+/** What a lifecycle event says about a delivery (R4), resolved by the adapter. */
+export interface DeliveryFact {
+  deliveryId: string
+  campaignRef: string | null
+  journeyRef: string | null
+  actionId: string | null
+  channel: Channel
+  step: Step
+}
+
 export type StepColumn =
   | 'drafted_at'
   | 'attempted_at'

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import { canonicalJson, type CampaignDocument, type ConfigDocument } from '../core/config-document.ts'
+import { canonicalJson, type CampaignDocument, type ConfigDocument } from '../core/config-document/index.ts'
 import { formatDuration } from '../core/duration.ts'
 import type { CampaignDef, DeliveryEventDef, EngineConfig, Goal, GoalVersion, SegmentDef } from '../core/model.ts'
 

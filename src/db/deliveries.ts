@@ -1,6 +1,5 @@
 import type { Knex } from 'knex'
-import { columnsSetBy, type Channel, type StepColumn } from '../core/lifecycle.ts'
-import type { DeliveryFact } from '../plugin/delivery-events.ts'
+import { columnsSetBy, type Channel, type DeliveryFact, type StepColumn } from '../core/lifecycle.ts'
 
 export interface DeliveryObservation {
   fact: DeliveryFact

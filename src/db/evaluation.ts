@@ -220,8 +220,12 @@ export async function writeEvaluations(
   scope: WriteScope,
 ): Promise<WriteSummary> {
   const people = [...results.keys()]
-  const flat = <T>(pick: (r: PersonEvaluation) => T[], row: (p: string, x: T) => Row) =>
-    [...results].flatMap(([p, r]) => pick(r).map((x) => row(p, x)))
+  const inScope = new Set(scope.campaignKeys)
+  const segmentsInScope = new Set(scope.segmentKeys)
+  // Only rows within the scope are compared and written: a recompute of one
+  // campaign leaves every other campaign's rows and the segments as they are.
+  const flat = <T>(pick: (r: PersonEvaluation) => T[], row: (p: string, x: T) => Row, keep: (x: T) => boolean) =>
+    [...results].flatMap(([p, r]) => pick(r).filter(keep).map((x) => row(p, x)))
   // One connection: the reads run one after another.
   const journeys = await trx('journeys').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
   const conversions = await trx('conversions').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
@@ -230,17 +234,17 @@ export async function writeEvaluations(
     .select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at')
     .whereIn('person_id', people)
   const summary = emptySummary()
-  summary.journeys = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow))
-  summary.conversions = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow))
-  summary.memberships = await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow))
+  summary.journeys = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow, (j) => inScope.has(j.campaignKey)))
+  summary.conversions = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow, (c) => inScope.has(c.campaignKey)))
+  summary.memberships = await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow, (m) => segmentsInScope.has(m.segmentKey)))
 
-  // Delivery attribution: the rules' view for deliveries of configured
-  // campaigns; a delivery they no longer place is cleared.
-  const inScope = new Set(scope.campaignKeys)
+  // Delivery attribution: the rules' view for deliveries of the campaigns in
+  // scope; a delivery they no longer place is cleared.
   const placed = new Map<string, Row>()
   for (const r of results.values())
     for (const d of r.deliveries)
-      placed.set(d.deliveryId, { delivery_id: d.deliveryId, campaign_key: d.campaignKey, journey_id: d.journeyId, after_exit: d.afterExit, converted_at: iso(d.convertedAt) })
+      if (inScope.has(d.campaignKey))
+        placed.set(d.deliveryId, { delivery_id: d.deliveryId, campaign_key: d.campaignKey, journey_id: d.journeyId, after_exit: d.afterExit, converted_at: iso(d.convertedAt) })
   const cols = ['campaign_key', 'journey_id', 'after_exit', 'converted_at']
   const updates: Row[] = []
   for (const old of deliveries as Row[]) {

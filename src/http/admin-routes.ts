@@ -100,6 +100,8 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
     if (typeof body !== 'object' || Array.isArray(body)) throw new InputError(400, 'invalid_body', 'the body must be a JSON object: {campaign?, dry_run?}')
     if (body.campaign !== undefined && (typeof body.campaign !== 'string' || body.campaign === ''))
       throw new InputError(400, 'invalid_body', 'campaign: must be a campaign key')
+    if (body.campaign !== undefined && !(await deps.db('campaigns').where({ key: body.campaign }).whereNull('archived_at').first('key')))
+      throw new InputError(404, 'unknown_campaign', `campaign: no active campaign "${body.campaign}"; check the key with GET /admin/config`)
     if (body.dry_run !== undefined && typeof body.dry_run !== 'boolean') throw new InputError(400, 'invalid_body', 'dry_run: must be true or false')
     const job = await enqueueMaintenance(deps.maintenance, { kind: 'recompute', campaign: body.campaign as string | undefined, dryRun: body.dry_run as boolean | undefined })
     return reply.code(202).send({ job_id: job })

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
-import { campaignResolver } from '../core/evaluate-person.ts'
+import { campaignResolver, evaluatePerson, type PersonEvent } from '../core/evaluate-person.ts'
 import { decideEligibility, matchesAudienceAt } from '../core/eligibility.ts'
 import { InputError } from '../errors.ts'
 import type { ConfigCache } from '../jobs/config-cache.ts'
@@ -30,7 +30,12 @@ export function registerEligibilityRoute(app: FastifyInstance, deps: { db: Knex;
     const link = await deps.db('identity_links').where({ anonymous_id: userId }).first('person_id')
     const personId: string = link?.person_id ?? userId
     const now = Date.now()
-    const { results, logs } = await evaluatePeople(deps.db, [personId], ctx, now)
+    // Someone goalpost has never heard of has no rows to bring up to date:
+    // judge the empty log without writing anything for them.
+    const known = await deps.db('people').where({ person_id: personId }).first('person_id')
+    const { results, logs } = known
+      ? await evaluatePeople(deps.db, [personId], ctx, now)
+      : { results: new Map([[personId, evaluatePerson(personId, [], ctx.config, now)]]), logs: new Map<string, PersonEvent[]>() }
     const decision = decideEligibility(
       results.get(personId)!,
       campaign.key,

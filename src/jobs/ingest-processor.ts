@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Logger } from '../logger.ts'
-import type { EvaluationContext } from './evaluate.ts'
+import { evaluatePeople, type EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
 import type { IngestJobData } from './queues.ts'
 import { persistBatch, type PersistOutcome } from './persist-batch.ts'
@@ -42,8 +42,21 @@ export interface IngestResult {
 export interface IngestDeps {
   db: Knex
   log: Logger
-  /** The configuration in force (delivery events and what to evaluate). */
-  context: () => Promise<EvaluationContext>
+  /** The configuration in force (delivery events and what to evaluate); `fresh` skips any cache. */
+  context: (opts?: { fresh?: boolean }) => Promise<EvaluationContext>
+}
+
+/**
+ * R3: a batch evaluated with a configuration that a save replaced meanwhile
+ * (the cache lags a save by up to a second) is evaluated again under the new
+ * one. Checked after the commit, so a save committed later is the scheduled
+ * refresh's to catch (it re-evaluates people evaluated under older revisions).
+ */
+async function reevaluateIfStale(deps: IngestDeps, ctx: EvaluationContext, people: readonly string[]): Promise<void> {
+  if (people.length === 0) return
+  const [{ revision }] = (await deps.db.raw('SELECT coalesce(max(revision), 0)::int AS revision FROM config_revisions')).rows as { revision: number }[]
+  if (revision <= ctx.revision) return
+  await evaluatePeople(deps.db, people, await deps.context({ fresh: true }), Date.now())
 }
 
 const add = (total: IngestResult, o: PersistOutcome) => {
@@ -63,7 +76,9 @@ export function createIngestProcessor(deps: IngestDeps) {
     const { source, messages } = job.data
     const ctx = await deps.context()
     try {
-      return add(empty(), await persistBatch(deps.db, source, messages, ctx))
+      const outcome = await persistBatch(deps.db, source, messages, ctx)
+      await reevaluateIfStale(deps, ctx, outcome.people)
+      return add(empty(), outcome)
     } catch (err) {
       if (!isPermanentDbError(err)) throw err
       // Not the error itself: its message holds the whole statement.
@@ -74,7 +89,9 @@ export function createIngestProcessor(deps: IngestDeps) {
     const total = empty()
     for (const message of messages) {
       try {
-        add(total, await persistBatch(deps.db, source, [message], ctx))
+        const outcome = await persistBatch(deps.db, source, [message], ctx)
+        await reevaluateIfStale(deps, ctx, outcome.people)
+        add(total, outcome)
       } catch (err) {
         if (!isPermanentDbError(err)) throw err
         total.rejected += 1

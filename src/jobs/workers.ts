@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq'
+import { UnrecoverableError, Worker } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
@@ -14,7 +14,7 @@ import {
   type MaintenanceJobData,
 } from './queues.ts'
 import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
-import { recompute } from './recompute.ts'
+import { recompute, UnknownCampaignError } from './recompute.ts'
 import { wakeDuePeople } from './wake.ts'
 
 export interface RunningWorkers {
@@ -38,7 +38,14 @@ export async function startWorkers(
   const configs = new ConfigCache(db)
   const ingest = new Worker<IngestJobData, IngestResult>(
     QUEUE_NAMES.ingest,
-    createIngestProcessor({ db, log, context: () => configs.get() }),
+    createIngestProcessor({
+      db,
+      log,
+      context: (opts) => {
+        if (opts?.fresh) configs.invalidate()
+        return configs.get()
+      },
+    }),
     {
       connection,
       prefix: config.queuePrefix,
@@ -67,13 +74,15 @@ export async function startWorkers(
     async (job) => {
       const ctx = await configs.get()
       if (job.data.kind === 'wake') return { woken: await wakeDuePeople(db, ctx, Date.now()) }
-      const result = await recompute(db, ctx, {
+      return recompute(db, ctx, {
         campaign: job.data.campaign,
         dryRun: job.data.dryRun,
         now: Date.now(),
         onProgress: (done, total) => void job.updateProgress({ done, total }),
+      }).catch((err) => {
+        // Archived since it was queued: retrying cannot help.
+        throw err instanceof UnknownCampaignError ? new UnrecoverableError(err.message) : err
       })
-      return result
     },
     // Two at a time, so a long recompute does not hold up the wake-ups.
     { connection, prefix: config.queuePrefix, concurrency: 2, lockDuration: config.jobLockMs },

@@ -3,9 +3,9 @@
  * lifecycle step of which channel. The built-in table is CONTRACT.md's; the
  * configuration's `delivery_events` add to it.
  */
-import type { Channel, Step } from '../core/lifecycle.ts'
+import type { Channel, DeliveryFact, Step } from '../core/lifecycle.ts'
 
-export type { Channel, Step }
+export type { Channel, DeliveryFact, Step }
 
 export interface DeliveryEventKind {
   channel: Channel
@@ -71,15 +71,6 @@ export function deliveryEventTable(
 export const DELIVERY_ID_PROPERTIES = ['delivery_id', 'email_id', 'send_id', 'dispatch_id'] as const
 export const CAMPAIGN_ID_PROPERTIES = ['campaign_id', 'canvas_id'] as const
 export const ACTION_ID_PROPERTIES = ['action_id', 'template_id'] as const
-
-export interface DeliveryFact {
-  deliveryId: string
-  campaignRef: string | null
-  journeyRef: string | null
-  actionId: string | null
-  channel: Channel
-  step: Step
-}
 
 function firstId(properties: Record<string, unknown>, names: readonly string[]): string | null {
   for (const name of names) {

@@ -1,0 +1,56 @@
+/**
+ * What validating a configuration document gives (CONTRACT.md, "Configuration
+ * document"), its error, and the choices the contract leaves open (bounds,
+ * defaults), which docs/configuration.md lists.
+ */
+import { DAY_MS } from '../duration.ts'
+import type { CampaignDef, DeliveryEventDef, Goal, SegmentDef } from '../model.ts'
+
+/** A campaign as the document states it: its one goal, not the version history (R13). */
+export interface CampaignDocument extends Omit<CampaignDef, 'goals'> {
+  goal?: Goal
+  /** The goal's `effective_from`, normalised to an ISO instant. */
+  effectiveFrom?: string
+}
+
+export interface ConfigDocument {
+  segments: SegmentDef[]
+  campaigns: CampaignDocument[]
+  deliveryEvents: DeliveryEventDef[]
+}
+
+export type ValidationResult = { ok: true; document: ConfigDocument } | { ok: false; errors: string[] }
+
+/** A document that failed validation, with every error (`path: message`). */
+export class ConfigDocumentError extends Error {
+  constructor(
+    readonly errors: string[],
+    what = 'the configuration document',
+  ) {
+    super(`${what} is invalid (${errors.length} error${errors.length === 1 ? '' : 's'}); nothing was saved:\n  ${errors.join('\n  ')}`)
+    this.name = 'ConfigDocumentError'
+  }
+}
+
+export const KEY_PATTERN = /^[a-z0-9_-]{1,64}$/
+
+const SECOND = 1000
+const DAY = DAY_MS
+
+/** Bounds of every duration, in ms (R10 for goals; the others are goalpost's choice). */
+export const DURATION_BOUNDS = {
+  goalWithin: { min: SECOND, max: 90 * DAY },
+  segmentEventWithin: { min: SECOND, max: 3650 * DAY },
+  journeyTtl: { min: SECOND, max: 3650 * DAY },
+} as const
+
+export const DEFAULT_JOURNEY_TTL_MS = 90 * DAY
+
+/** JSON with object keys sorted: equal for equal content, whatever the key order (goal comparison, R13). */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  )
+}

@@ -1,0 +1,119 @@
+/**
+ * The configuration document (CONTRACT.md, "Configuration document"):
+ * validation of an already-parsed YAML/JSON value into the normalised types of
+ * model.ts. Pure: no I/O, no clock, no environment.
+ *
+ * Every problem is reported, each with its path (`campaigns[2].goal.within:
+ * must be at most 90d`), so one edit fixes them all. Choices the contract
+ * leaves open (defaults, bounds, status names) are in docs/configuration.md.
+ */
+import { z } from 'zod'
+import { ambiguousCampaignIds, campaignSchema, triggerKindOf } from './campaigns.ts'
+import { deliveryEventSchema, duplicateEvents } from './delivery-events.ts'
+import type { ValidationResult } from './document.ts'
+import { scope } from './references.ts'
+import { segmentCycles, segmentSchema } from './segments.ts'
+import {
+  FAILED,
+  describe,
+  formatPath,
+  isMapping,
+  rawKeyOf,
+  rawList,
+  run,
+  strict,
+  within,
+  type Outcome,
+  type Problem,
+} from './shared.ts'
+
+const CAMPAIGN = campaignSchema()
+const DOCUMENT = strict({
+  segments: z.array(segmentSchema()).nullish(),
+  campaigns: z
+    .array(
+      z.unknown().transform((raw, ctx) => {
+        scope.trigger = triggerKindOf(raw)
+        const c = within(ctx, CAMPAIGN, raw)
+        return c === FAILED ? z.NEVER : c
+      }),
+    )
+    .nullish(),
+  delivery_events: z.array(deliveryEventSchema).nullish(),
+})
+
+/** Each key once in its list: a second entry with it is a problem at its `key`. */
+function duplicateKeys(doc: Record<string, unknown>, list: string): Problem[] {
+  const first = new Map<string, number>()
+  const problems: Problem[] = []
+  rawList(doc, list).forEach((item, i) => {
+    const k = rawKeyOf(item)
+    if (k === null) return
+    const seen = first.get(k)
+    if (seen === undefined) first.set(k, i)
+    else problems.push({ path: [list, i, 'key'], message: `duplicate key ${JSON.stringify(k)} (also ${list}[${seen}])` })
+  })
+  return problems
+}
+
+/** `__proto__` keys (JSON.parse and YAML make them own keys) are unknown keys too; zod skips them. */
+function prototypeKeys(input: unknown): Problem[] {
+  const problems: Problem[] = []
+  const stack: Array<{ node: unknown; path: PropertyKey[] }> = [{ node: input, path: [] }]
+  while (stack.length > 0) {
+    const { node, path } = stack.pop()!
+    if (node === null || typeof node !== 'object') continue
+    if (Object.prototype.hasOwnProperty.call(node, '__proto__')) problems.push({ path: [...path, '__proto__'], message: 'unknown key' })
+    if (Array.isArray(node)) node.forEach((child, i) => stack.push({ node: child, path: [...path, i] }))
+    else for (const [k, child] of Object.entries(node)) if (k !== '__proto__') stack.push({ node: child, path: [...path, k] })
+  }
+  return problems
+}
+
+const TOP_ORDER = ['segments', 'campaigns', 'delivery_events']
+
+function order(a: Problem, b: Problem): number {
+  const rank = (p: Problem) => (p.path.length === 0 ? -1 : TOP_ORDER.indexOf(String(p.path[0])))
+  const index = (p: Problem) => (typeof p.path[1] === 'number' ? p.path[1] : -1)
+  return rank(a) - rank(b) || index(a) - index(b)
+}
+
+/**
+ * Validates an already-parsed document (YAML or JSON). `null`/`undefined` (an
+ * empty file) is the empty document, which configures nothing (CONTRACT.md).
+ */
+export function validateConfigDocument(input: unknown): ValidationResult {
+  if (input === null || input === undefined) return { ok: true, document: { segments: [], campaigns: [], deliveryEvents: [] } }
+  if (!isMapping(input))
+    return {
+      ok: false,
+      errors: [`document: must be a mapping with segments, campaigns and delivery_events (all optional), got ${describe(input)}`],
+    }
+  scope.segmentKeys = new Set(rawList(input, 'segments').map(rawKeyOf).filter((k): k is string => k !== null))
+  let outcome: Outcome<z.output<typeof DOCUMENT>>
+  try {
+    outcome = run(DOCUMENT, input)
+  } finally {
+    scope.segmentKeys = new Set()
+    scope.trigger = 'none'
+  }
+  const problems = [
+    ...(outcome.ok ? [] : outcome.problems),
+    ...prototypeKeys(input),
+    ...duplicateKeys(input, 'segments'),
+    ...duplicateKeys(input, 'campaigns'),
+    ...ambiguousCampaignIds(input),
+    ...segmentCycles(input),
+    ...duplicateEvents(input),
+  ]
+  if (problems.length > 0 || !outcome.ok)
+    return { ok: false, errors: problems.sort(order).map((p) => `${formatPath(p.path)}: ${p.message}`) }
+  return {
+    ok: true,
+    document: {
+      segments: outcome.data.segments ?? [],
+      campaigns: outcome.data.campaigns ?? [],
+      deliveryEvents: outcome.data.delivery_events ?? [],
+    },
+  }
+}
