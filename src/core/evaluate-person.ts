@@ -3,7 +3,6 @@ import { matchesFilter } from './filters.ts'
 import { attribute, conversionValue, goalVersionAt, type DeliveryView, type Mark } from './goals.ts'
 import { columnsSetBy, type Channel, type DeliveryFact } from './lifecycle.ts'
 import type { CampaignDef, EngineConfig, Goal } from './model.ts'
-import { valueAt } from './operators.ts'
 import { PersonState, type TimelineEvent } from './person-state.ts'
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import YAML from 'yaml'
-import { validateConfigDocument } from '../core/config-document.ts'
+import { validateConfigDocument } from '../core/config-document/index.ts'
 import { applyConfig, getConfigDocument, type ApplyResult } from '../db/config.ts'
 import { InputError } from '../errors.ts'
 import { isAdminAuthorised } from './auth.ts'

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { validateConfigDocument } from '../../src/core/config-document.ts'
+import { validateConfigDocument } from '../../src/core/config-document/index.ts'
 import { applyConfig, loadEngineConfig } from '../../src/db/config.ts'
 import type { Knex } from '../../src/db/knex.ts'
 import { evaluationContext, type EvaluationContext } from '../../src/jobs/evaluate.ts'

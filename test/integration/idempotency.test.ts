@@ -1,31 +1,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { QueueEvents, type Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import type { IngestResult } from '../../src/jobs/ingest-processor.ts'
-import { createIngestQueue, type IngestJobData } from '../../src/jobs/queues.ts'
-import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
+import type { IngestJobData } from '../../src/jobs/queues.ts'
+import { createRedis } from '../../src/jobs/redis.ts'
 import type { IngestMessage } from '../../src/plugin/normalise.ts'
 import { REDIS_URL } from '../helpers/env.ts'
-import { startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
+import type { TestGoalpost } from '../helpers/goalpost.ts'
+import { ingestSettled, startWithIngestQueue } from '../helpers/ingest-queue.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // Idempotency of ingestion (CONTRACT.md HTTP: "A messageId seen before is
 // accepted and ignored"), under HTTP retries, BullMQ re-runs and concurrency.
 
 let gp: TestGoalpost
-let redis: Redis
 let queue: Queue<IngestJobData>
+let stop: (() => Promise<void>) | undefined
 
 beforeAll(async () => {
-  gp = await startGoalpost({ http: true, workers: true }, { GOALPOST_INGEST_CONCURRENCY: '4' })
-  redis = createRedis(REDIS_URL, 'producer')
-  await waitUntilReady(redis)
-  queue = createIngestQueue(redis, gp.config.queuePrefix)
+  ;({ gp, queue, stop } = await startWithIngestQueue({ GOALPOST_INGEST_CONCURRENCY: '4' }))
 })
 afterAll(async () => {
-  await queue?.close()
-  redis?.disconnect()
-  await gp?.stop()
+  await stop?.()
 })
 
 const db = () => gp.database.db
@@ -40,17 +35,7 @@ async function postBatch(batch: unknown[]): Promise<void> {
   expect(await res.json()).toEqual({ success: true })
 }
 
-/** Waits until no ingest job is waiting, active or delayed, and checks none failed. */
-async function settled(): Promise<void> {
-  await waitFor(
-    async () => {
-      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children')
-      return Object.values(c).every((n) => n === 0)
-    },
-    { what: 'the ingest queue to drain', timeoutMs: 20_000 },
-  )
-  expect(await queue.getJobCounts('failed')).toEqual({ failed: 0 })
-}
+const settled = () => ingestSettled(queue)
 
 async function snapshot(people: string[], deliveries: string[]) {
   return {

@@ -1,30 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Queue } from 'bullmq'
-import type { Redis } from 'ioredis'
 import { lockPeople } from '../../src/db/events.ts'
-import { createIngestQueue, type IngestJobData } from '../../src/jobs/queues.ts'
-import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
+import type { IngestJobData } from '../../src/jobs/queues.ts'
 import type { IngestMessage } from '../../src/plugin/normalise.ts'
-import { REDIS_URL } from '../helpers/env.ts'
-import { startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
+import type { TestGoalpost } from '../helpers/goalpost.ts'
+import { ingestSettled, startWithIngestQueue } from '../helpers/ingest-queue.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // R25: identify/alias merge the anonymous person into the known one.
 
 let gp: TestGoalpost
-let redis: Redis
 let queue: Queue<IngestJobData>
+let stop: (() => Promise<void>) | undefined
 
 beforeAll(async () => {
-  gp = await startGoalpost({ http: true, workers: true }, { GOALPOST_INGEST_CONCURRENCY: '8' })
-  redis = createRedis(REDIS_URL, 'producer')
-  await waitUntilReady(redis)
-  queue = createIngestQueue(redis, gp.config.queuePrefix)
+  ;({ gp, queue, stop } = await startWithIngestQueue({ GOALPOST_INGEST_CONCURRENCY: '8' }))
 })
 afterAll(async () => {
-  await queue?.close()
-  redis?.disconnect()
-  await gp?.stop()
+  await stop?.()
 })
 
 const db = () => gp.database.db
@@ -64,16 +57,7 @@ const alias = (previousId: string, userId: string, receivedAt: string) =>
 
 // ---- queue helpers ------------------------------------------------------------
 
-async function settled(): Promise<void> {
-  await waitFor(
-    async () => {
-      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children')
-      return Object.values(c).every((n) => n === 0)
-    },
-    { what: 'the ingest queue to drain', timeoutMs: 40_000 },
-  )
-  expect(await queue.getJobCounts('failed')).toEqual({ failed: 0 })
-}
+const settled = () => ingestSettled(queue, { timeoutMs: 40_000 })
 
 /** Processes batches one after the other, each finished before the next is queued. */
 async function inOrder(...batches: IngestMessage[][]): Promise<void> {

@@ -2,28 +2,25 @@ import { createHmac } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { QueueEvents, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
-import { createIngestQueue, type IngestJobData } from '../../src/jobs/queues.ts'
+import type { IngestJobData } from '../../src/jobs/queues.ts'
 import type { IngestResult } from '../../src/jobs/ingest-processor.ts'
-import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
+import { createRedis } from '../../src/jobs/redis.ts'
 import type { IngestMessage } from '../../src/plugin/normalise.ts'
 import { REDIS_URL } from '../helpers/env.ts'
-import { WEBHOOK_SECRET, startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
-import { waitFor } from '../helpers/wait.ts'
+import { WEBHOOK_SECRET, type TestGoalpost } from '../helpers/goalpost.ts'
+import { ingestSettled, startWithIngestQueue } from '../helpers/ingest-queue.ts'
 
 // What the ingest worker persists: traits (R3), delivery lifecycles (R4, R5,
 // R7) and messages Postgres refuses.
 
 let gp: TestGoalpost
-let redis: Redis
 let queue: Queue<IngestJobData>
+let stop: (() => Promise<void>) | undefined
 let queueEvents: QueueEvents
 let eventsConnection: Redis
 
 beforeAll(async () => {
-  gp = await startGoalpost({ http: true, workers: true })
-  redis = createRedis(REDIS_URL, 'producer')
-  await waitUntilReady(redis)
-  queue = createIngestQueue(redis, gp.config.queuePrefix)
+  ;({ gp, queue, stop } = await startWithIngestQueue())
   eventsConnection = createRedis(REDIS_URL, 'worker')
   queueEvents = new QueueEvents(queue.name, { connection: eventsConnection, prefix: gp.config.queuePrefix })
   await queueEvents.waitUntilReady()
@@ -31,9 +28,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await queueEvents?.close()
   eventsConnection?.disconnect()
-  await queue?.close()
-  redis?.disconnect()
-  await gp?.stop()
+  await stop?.()
 })
 
 const db = () => gp.database.db
@@ -58,16 +53,7 @@ function track(userId: string, name: string, properties: Record<string, unknown>
   }
 }
 
-async function settled(): Promise<void> {
-  await waitFor(
-    async () => {
-      const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'waiting-children')
-      return Object.values(c).every((n) => n === 0)
-    },
-    { what: 'the ingest queue to drain', timeoutMs: 20_000 },
-  )
-  expect(await queue.getJobCounts('failed')).toEqual({ failed: 0 })
-}
+const settled = () => ingestSettled(queue)
 
 /** Runs one batch as an ingest job and returns the job's result. */
 async function runJob(messages: IngestMessage[]): Promise<IngestResult> {

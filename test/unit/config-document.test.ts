@@ -6,7 +6,7 @@ import {
   formatPath,
   validateConfigDocument,
   type ConfigDocument,
-} from '../../src/core/config-document.ts'
+} from '../../src/core/config-document/index.ts'
 import { OPERATORS } from '../../src/core/model.ts'
 
 const S = 1000

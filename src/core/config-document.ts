@@ -1,2 +1,0 @@
-// Kept for src/http/admin-routes.ts; import from ./config-document/index.ts.
-export * from './config-document/index.ts'
