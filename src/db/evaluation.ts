@@ -227,12 +227,14 @@ export async function writeEvaluations(
   const flat = <T>(pick: (r: PersonEvaluation) => T[], row: (p: string, x: T) => Row, keep: (x: T) => boolean) =>
     [...results].flatMap(([p, r]) => pick(r).filter(keep).map((x) => row(p, x)))
   // One connection: the reads run one after another.
-  const journeys = await trx('journeys').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
-  const conversions = await trx('conversions').whereIn('person_id', people).whereIn('campaign_key', scope.campaignKeys)
-  const memberships = await trx('segment_memberships').whereIn('person_id', people).whereIn('segment_key', scope.segmentKeys)
+  // = ANY(array): one statement text whatever the list lengths, so Postgres can reuse its plans.
+  const any = (column: string, values: readonly string[]): [string, string[][]] => [`${column} = ANY(?::text[])`, [[...values]]]
+  const journeys = await trx('journeys').whereRaw(...any('person_id', people)).whereRaw(...any('campaign_key', scope.campaignKeys))
+  const conversions = await trx('conversions').whereRaw(...any('person_id', people)).whereRaw(...any('campaign_key', scope.campaignKeys))
+  const memberships = await trx('segment_memberships').whereRaw(...any('person_id', people)).whereRaw(...any('segment_key', scope.segmentKeys))
   const deliveries = await trx('deliveries')
     .select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at')
-    .whereIn('person_id', people)
+    .whereRaw(...any('person_id', people))
   const summary = emptySummary()
   summary.journeys = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow, (j) => inScope.has(j.campaignKey)))
   summary.conversions = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow, (c) => inScope.has(c.campaignKey)))
