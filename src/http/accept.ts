@@ -10,7 +10,11 @@ export interface RejectedMessage {
   error: MessageProblem
 }
 
+/** Told what each request's messages came to (for metrics). */
+export type AcceptObserver = (source: string, accepted: number, rejected: readonly RejectedMessage[]) => void
+
 export interface AcceptOptions {
+  observe?: AcceptObserver
   source: Source
   receivedAt: string
   honourReceivedAt?: boolean
@@ -71,6 +75,7 @@ export async function acceptMessages(
 ): Promise<{ success: true; rejected?: RejectedMessage[] }> {
   if (inputs.length === 0) throw new InputError(400, 'empty_batch', 'batch holds no messages')
   const { accepted, rejected } = sortMessages(inputs, opts)
+  opts.observe?.(opts.source, 0, rejected)
   if (accepted.length === 0) {
     const [first] = rejected
     const message =
@@ -78,5 +83,6 @@ export async function acceptMessages(
     throw new InputError(400, first.error.code, message, { rejected })
   }
   await enqueueBatch(queue, { source: opts.source, messages: accepted })
+  opts.observe?.(opts.source, accepted.length, [])
   return rejected.length > 0 ? { success: true, rejected } : { success: true }
 }

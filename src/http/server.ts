@@ -11,6 +11,8 @@ import { registerEligibilityRoute } from './eligibility-route.ts'
 import { adminRoutes } from './admin-routes.ts'
 import { MAX_REQUEST_BYTES, registerJsonBody } from './body.ts'
 import { registerHealthRoutes } from './health-routes.ts'
+import { createHttpMetrics, registerMetricsRoute } from './metrics-route.ts'
+import type { AcceptObserver } from './accept.ts'
 import { registerReceivedAt } from './received-at.ts'
 import { registerTrackingRoutes } from './tracking-routes.ts'
 import { registerWebhookRoute } from './webhook-route.ts'
@@ -76,9 +78,15 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     reply.code(404).send(errorBody('not_found', `no route for ${request.method} ${request.url}`)),
   )
 
+  const metrics = createHttpMetrics([deps.queue, deps.maintenance])
+  const observe: AcceptObserver = (source, accepted, rejected) => {
+    if (accepted > 0) metrics.accepted.inc({ source }, accepted)
+    for (const r of rejected) metrics.rejected.inc({ source, code: r.error.code })
+  }
   registerHealthRoutes(app, deps.db, deps.redis)
-  registerTrackingRoutes(app, deps.queue, deps.config.writeKeys)
-  registerWebhookRoute(app, deps.queue, deps.config)
+  registerMetricsRoute(app, metrics)
+  registerTrackingRoutes(app, deps.queue, deps.config.writeKeys, observe)
+  registerWebhookRoute(app, deps.queue, deps.config, observe)
   registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
   await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken, maintenance: deps.maintenance })
   return app

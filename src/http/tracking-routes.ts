@@ -3,7 +3,7 @@ import type { Queue } from 'bullmq'
 import { InputError } from '../errors.ts'
 import type { IngestJobData } from '../jobs/queues.ts'
 import type { MessageType } from '../plugin/normalise.ts'
-import { acceptMessages } from './accept.ts'
+import { acceptMessages, type AcceptObserver } from './accept.ts'
 import { isWriteKeyValid, presentedWriteKey } from './auth.ts'
 import { receivedAt } from './received-at.ts'
 
@@ -23,7 +23,12 @@ export function requireObject(body: unknown): Record<string, unknown> {
 }
 
 /** The Segment tracking API (`/v1/batch` and the single calls), with write-key auth. */
-export function registerTrackingRoutes(app: FastifyInstance, queue: Queue<IngestJobData>, writeKeys: readonly string[]) {
+export function registerTrackingRoutes(
+  app: FastifyInstance,
+  queue: Queue<IngestJobData>,
+  writeKeys: readonly string[],
+  observe?: AcceptObserver,
+) {
   app.post('/v1/batch', async (request) => {
     requireWriteKey(writeKeys, request)
     const body = requireObject(request.body)
@@ -33,6 +38,7 @@ export function registerTrackingRoutes(app: FastifyInstance, queue: Queue<Ingest
       throw new InputError(400, 'invalid_body', 'context: must be an object')
     return acceptMessages(queue, body.batch, {
       source: 'api',
+      observe,
       receivedAt: receivedAt(request),
       batchContext: context as Record<string, unknown> | undefined,
     })
@@ -42,7 +48,7 @@ export function registerTrackingRoutes(app: FastifyInstance, queue: Queue<Ingest
     app.post(`/v1/${type}`, async (request) => {
       requireWriteKey(writeKeys, request)
       const body = requireObject(request.body)
-      return acceptMessages(queue, [body], { source: 'api', receivedAt: receivedAt(request), typeFromPath: type })
+      return acceptMessages(queue, [body], { source: 'api', observe, receivedAt: receivedAt(request), typeFromPath: type })
     })
   }
 }

@@ -3,7 +3,7 @@ import type { Queue } from 'bullmq'
 import type { Config } from '../config.ts'
 import { InputError } from '../errors.ts'
 import type { IngestJobData } from '../jobs/queues.ts'
-import { acceptMessages } from './accept.ts'
+import { acceptMessages, type AcceptObserver } from './accept.ts'
 import { isSignatureValid, isWriteKeyValid, presentedWriteKey } from './auth.ts'
 import { decode, parseJsonBody, registerRawBody } from './body.ts'
 import { receivedAt } from './received-at.ts'
@@ -26,6 +26,7 @@ export function registerWebhookRoute(
   app: FastifyInstance,
   queue: Queue<IngestJobData>,
   config: Pick<Config, 'webhookSecret' | 'writeKeys'>,
+  observe?: AcceptObserver,
 ) {
   app.register(async (scope) => {
     registerRawBody(scope)
@@ -60,7 +61,7 @@ export function registerWebhookRoute(
           )
         messages = (body as unknown[]).map((m, i) => (i === 0 ? m : withoutReceivedAt(m)))
       }
-      return acceptMessages(queue, messages, { source: 'webhook', receivedAt: receivedAt(request), honourReceivedAt: true })
+      return acceptMessages(queue, messages, { source: 'webhook', observe, receivedAt: receivedAt(request), honourReceivedAt: true })
     })
   })
 }
