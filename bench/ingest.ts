@@ -46,7 +46,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -56,9 +55,8 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import { formatSummary, summariseProfile } from './cpuprofile.ts'
+import { BENCH_DIR, ROOT, fmt, freePort, log, machineLoad, mb, newestMtime, now, percentile, sh, sleep, vmHwm } from './lib.ts'
 
-const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
-const ROOT = path.resolve(BENCH_DIR, '..')
 const TARGET_ACCEPTED = 20_000
 const TARGET_PERSISTED = 15_000
 const WRITE_KEY = 'bench-write-key'
@@ -138,66 +136,14 @@ mkdirSync(runDir, { recursive: true })
 
 // --- small helpers ---------------------------------------------------------------------
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const now = () => performance.timeOrigin + performance.now()
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-const mb = (bytes: number) => `${fmt(bytes / 1024 / 1024, 1)} MB`
-const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`)
-
-function sh(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8' })
-  return (r.stdout ?? '').trim()
-}
-
-function machineLoad(): string {
-  const [a, b, c] = os.loadavg()
-  return `load avg ${a.toFixed(2)} ${b.toFixed(2)} ${c.toFixed(2)} on ${os.cpus().length} cores`
-}
-
 function topSnapshot(): string {
   // The second of two top iterations shows CPU over the last half second (the first, since boot).
   return sh('sh', ['-c', "top -bn2 -d 0.5 -w 160 | awk '/^top -/{n++} n==2' | sed -n '7,15p'"])
 }
 
-function newestMtime(dir: string): number {
-  let newest = 0
-  if (!existsSync(dir)) return 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name)
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs)
-  }
-  return newest
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
-}
-
 // --- /proc: memory and CPU ---------------------------------------------------------------
 
 const CLK_TCK = Number(sh('getconf', ['CLK_TCK'])) || 100
-
-function vmHwm(pid: number | undefined): number {
-  if (!pid) return 0
-  try {
-    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+)\s+kB/m)
-    return m ? Number(m[1]) * 1024 : 0
-  } catch {
-    return 0
-  }
-}
 
 interface CpuSnapshot {
   at: number

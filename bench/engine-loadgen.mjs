@@ -1,0 +1,143 @@
+// Load generator thread for bench/engine.ts (plain JS: worker threads get no tsx loader).
+//
+// People are numbered; person p belongs to campaign p % campaigns and sends,
+// in processing order and all in one batch (so no two connections reorder
+// them): an identify with the traits the campaign's audience filter wants,
+// Cart Abandoned (the trigger of the event-triggered campaigns), Email Sent
+// and Email Delivered of one delivery of their campaign, five noise events
+// (track and page), and an Order Completed that matches the goal.
+import http from 'node:http'
+import { parentPort, workerData } from 'node:worker_threads'
+
+const { url, writeKey } = workerData
+const target = new URL('/v1/batch', url)
+const authorization = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`
+const now = () => performance.timeOrigin + performance.now()
+const LIBRARY = { name: '@segment/analytics-node', version: '3.1.0' }
+export const EVENTS_PER_PERSON = 10
+
+function personMessages(p, cfg) {
+  const k = p % cfg.campaigns
+  const userId = `${cfg.idPrefix}-u${p}`
+  const cohort = `c${k}`
+  const mid = (i) => `${cfg.idPrefix}-m${p}-${i}`
+  const delivery = { delivery_id: `${cfg.idPrefix}-d${p}`, campaign_id: `bcmp-${k}`, action_id: `bact-${k}`, email_subject: 'Hello' }
+  const total = 20 + (p % 200)
+  const msgs = [
+    { type: 'identify', userId, traits: { email: `${userId}@example.com`, cohort, plan: p % 2 ? 'pro' : 'enterprise', country: 'US' } },
+    { type: 'track', event: 'Cart Abandoned', userId, properties: { cohort, cart_id: `cart-${p}`, total } },
+    { type: 'track', event: 'Email Sent', userId, properties: delivery },
+    { type: 'track', event: 'Email Delivered', userId, properties: delivery },
+    { type: 'track', event: 'Product Viewed', userId, properties: { product_id: 'sku-1001', price: 19.5, currency: 'USD' } },
+    { type: 'page', name: 'Pricing', userId, properties: { path: '/pricing', url: 'https://shop.example.com/pricing' } },
+    { type: 'track', event: 'Search Performed', userId, properties: { query: 'running shoes', results: 12 } },
+    { type: 'track', event: 'Product Added', userId, properties: { product_id: 'sku-1001', price: 19.5, quantity: 1 } },
+    { type: 'page', name: 'Cart', userId, properties: { path: '/cart', url: 'https://shop.example.com/cart' } },
+    { type: 'track', event: 'Order Completed', userId, properties: { order_id: `${cfg.idPrefix}-o${p}`, total, revenue: total, currency: 'USD' } },
+  ]
+  const timestamp = new Date().toISOString()
+  msgs.forEach((m, i) => {
+    m.messageId = mid(i)
+    m.timestamp = timestamp
+    m.context = { library: LIBRARY }
+  })
+  return { msgs, purchaseId: mid(EVENTS_PER_PERSON - 1), userId }
+}
+
+function post(agent, body) {
+  return new Promise((resolve) => {
+    const req = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname,
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': body.length, authorization, 'user-agent': 'goalpost-bench-engine' },
+      },
+      (res) => {
+        const chunks = []
+        res.on('data', (c) => chunks.push(c))
+        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }))
+        res.on('error', (err) => resolve({ status: 0, body: String(err) }))
+      },
+    )
+    req.on('error', (err) => resolve({ status: 0, body: `${err.code ?? ''} ${err.message}` }))
+    req.end(body)
+  })
+}
+
+/**
+ * Sends people [0, people) in batches of peoplePerBatch people. rate > 0:
+ * batch b leaves at start + b * (events per batch / rate) (open loop, at most
+ * `connections` in flight). Reports each batch's purchases when sent and answered.
+ */
+async function run(msg) {
+  const { people, peoplePerBatch, connections, rate, cfg, id } = msg
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections })
+  const totalBatches = Math.ceil(people / peoplePerBatch)
+  const result = { requests: 0, ok: 0, acceptedEvents: 0, failedEvents: 0, rejectedEvents: 0, statuses: {}, errors: [], latencies: [], firstRequestAt: Infinity, lastResponseAt: 0 }
+  const start = now()
+  const sendBatch = async (b) => {
+    const from = b * peoplePerBatch
+    const to = Math.min(people, from + peoplePerBatch)
+    const batch = []
+    const purchases = []
+    for (let p = from; p < to; p++) {
+      const pm = personMessages(p, cfg)
+      batch.push(...pm.msgs)
+      purchases.push([pm.userId, pm.purchaseId])
+    }
+    const sentAt = now()
+    const body = Buffer.from(JSON.stringify({ batch, sentAt: new Date(sentAt).toISOString() }))
+    if (sentAt < result.firstRequestAt) result.firstRequestAt = sentAt
+    if (rate > 0) parentPort.postMessage({ type: 'sent', id, purchases })
+    const res = await post(agent, body)
+    const doneAt = now()
+    result.lastResponseAt = Math.max(result.lastResponseAt, doneAt)
+    result.latencies.push(doneAt - sentAt)
+    result.requests++
+    result.statuses[res.status] = (result.statuses[res.status] ?? 0) + 1
+    if (res.status === 200) {
+      result.ok++
+      let rejected = 0
+      if (res.body.length > 20) {
+        try {
+          rejected = JSON.parse(res.body).rejected?.length ?? 0
+        } catch {}
+        if (rejected > 0 && result.errors.length < 5) result.errors.push({ status: 200, body: res.body.slice(0, 600) })
+      }
+      result.acceptedEvents += batch.length - rejected
+      result.rejectedEvents += rejected
+    } else {
+      result.failedEvents += batch.length
+      if (result.errors.length < 5) result.errors.push({ status: res.status, body: res.body.slice(0, 600) })
+    }
+    if (rate > 0) parentPort.postMessage({ type: 'answered', id, at: doneAt, status: res.status, purchases: purchases.map(([, m]) => m) })
+  }
+  let next = 0
+  const loop = async () => {
+    for (;;) {
+      const b = next++
+      if (b >= totalBatches) return
+      if (rate > 0) {
+        const due = start + (b * peoplePerBatch * EVENTS_PER_PERSON * 1000) / rate
+        const wait = due - now()
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+      }
+      await sendBatch(b)
+    }
+  }
+  await Promise.all(Array.from({ length: connections }, loop))
+  agent.destroy()
+  return result
+}
+
+parentPort.on('message', async (msg) => {
+  if (msg.cmd !== 'run') return
+  try {
+    parentPort.postMessage({ type: 'done', id: msg.id, result: await run(msg) })
+  } catch (err) {
+    parentPort.postMessage({ type: 'error', id: msg.id, error: String(err?.stack ?? err) })
+  }
+})

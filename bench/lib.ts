@@ -1,0 +1,206 @@
+/**
+ * Helpers shared by the benchmarks (bench/ingest.ts, bench/engine.ts):
+ * formatting, /proc probes, child processes, compiling goalpost into
+ * bench/.build/, and removing a run's database and Redis keys.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createWriteStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import type { Redis } from 'ioredis'
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
+export const ROOT = path.resolve(BENCH_DIR, '..')
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+export const now = () => performance.timeOrigin + performance.now()
+export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+export const mb = (bytes: number) => `${fmt(bytes / 1024 / 1024, 1)} MB`
+export const log = (msg: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`)
+
+export function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { cwd: ROOT, encoding: 'utf8' })
+  return (r.stdout ?? '').trim()
+}
+
+export function machineLoad(): string {
+  const [a, b, c] = os.loadavg()
+  return `load avg ${a.toFixed(2)} ${b.toFixed(2)} ${c.toFixed(2)} on ${os.cpus().length} cores`
+}
+
+export function newestMtime(dir: string): number {
+  let newest = 0
+  if (!existsSync(dir)) return 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name)
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs)
+  }
+  return newest
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+
+/** Peak resident set size of a process (VmHWM), in bytes; 0 when it is gone. */
+export function vmHwm(pid: number | undefined): number {
+  if (!pid) return 0
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmHWM:\s+(\d+)\s+kB/m)
+    return m ? Number(m[1]) * 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+export async function redisUsedMemory(redis: Redis): Promise<number> {
+  const info = await redis.info('memory')
+  return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? 0)
+}
+
+// --- child processes ---------------------------------------------------------------
+
+export interface Child {
+  name: string
+  proc: ChildProcess
+  exited: Promise<number | null>
+  tail: string[]
+  logFile: string
+}
+
+/** Starts `node <args>` in ROOT, logging to <runDir>/<name>.log and keeping the last 40 lines. */
+export function startChild(children: Set<Child>, runDir: string, name: string, args: string[], env: NodeJS.ProcessEnv): Child {
+  const logFile = path.join(runDir, `${name}.log`)
+  const out = createWriteStream(logFile)
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const tail: string[] = []
+  const onData = (chunk: Buffer) => {
+    out.write(chunk)
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line) continue
+      tail.push(line)
+      if (tail.length > 40) tail.shift()
+    }
+  }
+  proc.stdout!.on('data', onData)
+  proc.stderr!.on('data', onData)
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      out.end()
+      resolve(code ?? (signal ? 128 : null))
+    }),
+  )
+  const child: Child = { name, proc, exited, tail, logFile }
+  children.add(child)
+  exited.then(() => children.delete(child))
+  return child
+}
+
+export async function stopChild(child: Child, timeoutMs = 30_000): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
+  child.proc.kill('SIGTERM')
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), timeoutMs)
+  await child.exited
+  clearTimeout(timer)
+}
+
+export async function waitForLine(child: Child, needle: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.tail.some((l) => l.includes(needle))) return
+    if (child.proc.exitCode !== null) throw new Error(`${child.name} exited (${child.proc.exitCode}):\n${child.tail.join('\n')}`)
+    await sleep(50)
+  }
+  throw new Error(`${child.name}: no "${needle}" within ${timeoutMs} ms:\n${child.tail.join('\n')}`)
+}
+
+export async function waitReady(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < deadline) {
+    if (child.proc.exitCode !== null) throw new Error(`${child.name} exited (${child.proc.exitCode}):\n${child.tail.join('\n')}`)
+    try {
+      const res = await fetch(`${url}/readyz`)
+      last = `${res.status} ${await res.text()}`
+      if (res.status === 200) return
+    } catch (err) {
+      last = String(err)
+    }
+    await sleep(100)
+  }
+  throw new Error(`${child.name}: /readyz not 200 within ${timeoutMs} ms (last: ${last})`)
+}
+
+/** Never leave goalpost processes behind, whatever happens to the bench. */
+export function killChildrenOnExit(children: Set<Child>) {
+  process.on('exit', () => {
+    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL')
+  })
+}
+
+// --- building goalpost -----------------------------------------------------------
+
+/**
+ * Compiles the working tree with tsc into bench/.build/worktree (when src or
+ * migrations are newer than the build, or always) and returns the CLI entry
+ * point. The same directory bench/ingest.ts uses with its default runtime.
+ */
+export function compileWorktree(mode: 'auto' | 'always' | 'never' = 'auto'): string {
+  const outDir = path.join(BENCH_DIR, '.build', 'worktree')
+  const built = path.join(outDir, 'src/cli/index.js')
+  const newestSource = Math.max(newestMtime(path.join(ROOT, 'src')), newestMtime(path.join(ROOT, 'migrations')))
+  const stale = !existsSync(built) || newestSource > statSync(built).mtimeMs
+  if (mode === 'always' || (mode === 'auto' && stale)) {
+    log(`compiling the working tree into ${path.relative(ROOT, outDir)} (tsc)`)
+    const r = spawnSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['-p', path.join(ROOT, 'tsconfig.json'), '--outDir', outDir, '--declaration', 'false', '--sourceMap', 'false'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    })
+    if (r.status !== 0) {
+      if (!existsSync(built)) throw new Error(`tsc failed and emitted nothing:\n${r.stdout}${r.stderr}`)
+      log(`WARNING: tsc reported type errors; running what it emitted:\n${(r.stdout + r.stderr).split('\n').slice(0, 8).join('\n')}`)
+    }
+    spawnSync('touch', [built])
+  } else if (stale) log('WARNING: the bench build is older than src/ and build "never" was asked for')
+  return built
+}
+
+// --- clean-up ---------------------------------------------------------------------
+
+/** Drops the run's database and UNLINKs the keys under `<queuePrefix>:` (SCAN, never FLUSHDB). */
+export async function dropBenchResources(pgServer: string, dbName: string, redis: Redis | undefined, queuePrefix: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: `${pgServer}/postgres` })
+  try {
+    await admin.connect()
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`)
+  } catch (err) {
+    console.error(`bench: could not drop database ${dbName}: ${err}`)
+  } finally {
+    await admin.end().catch(() => {})
+  }
+  if (redis) {
+    let cursor = '0'
+    let deleted = 0
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix}:*`, 'COUNT', 1000)
+      cursor = next
+      if (keys.length > 0) deleted += await redis.unlink(...keys)
+    } while (cursor !== '0')
+    log(`deleted ${deleted} Redis key(s) under ${queuePrefix}:, dropped database ${dbName}`)
+  }
+}
