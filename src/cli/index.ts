@@ -5,6 +5,7 @@ import { migrateToLatest } from '../db/migrate.ts'
 import { applyCommand } from './apply.ts'
 import { runUntilSignal } from './runtime.ts'
 import { recomputeCommand } from './recompute.ts'
+import { importCommand } from './import.ts'
 
 const USAGE = `usage: goalpost <command>
 
@@ -13,6 +14,8 @@ const USAGE = `usage: goalpost <command>
   worker     only the queue workers
   migrate    create the database if missing and run migrations to latest
   apply FILE validate a YAML/JSON config document and save it as the whole configuration
+  import FILE.jsonl
+             load Segment messages (one a line, each with its receivedAt) as a trusted backfill
   recompute [--campaign KEY] [--dry-run]
              rebuild journeys, conversions and segment history from the log (R3)
 
@@ -35,6 +38,8 @@ async function main(argv: string[]): Promise<number> {
       return applyCommand(argv.slice(1), loadConfig())
     case 'recompute':
       return recomputeCommand(argv.slice(1))
+    case 'import':
+      return importCommand(argv.slice(1), loadConfig())
     case 'migrate': {
       const { created, ran } = await migrateToLatest(loadConfig().databaseUrl)
       if (created) console.log('created the database')
