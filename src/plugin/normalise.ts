@@ -104,9 +104,15 @@ export function parseTimestamp(value: string): Date | null {
   return utcYear >= 1 && utcYear <= 9999 ? utc : null
 }
 
-const date = z
-  .string()
-  .refine((v) => parseTimestamp(v) !== null, 'must be an ISO 8601 date-time (e.g. 2024-05-01T12:00:00.000Z) in years 1-9999')
+/** A date-time, parsed once: the schema's output is its ISO 8601 UTC form. */
+const date = z.string().transform((v, ctx) => {
+  const parsed = parseTimestamp(v)
+  if (parsed === null) {
+    ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 date-time (e.g. 2024-05-01T12:00:00.000Z) in years 1-9999' })
+    return z.NEVER
+  }
+  return parsed.toISOString()
+})
 
 const messageSchema = z.looseObject({
   type: z.enum(MESSAGE_TYPES, `must be one of ${MESSAGE_TYPES.join(', ')}`),
@@ -224,10 +230,10 @@ export function normaliseMessage(
   if (userId === null && anonymousId === null) return problem('a message needs a userId or an anonymousId', 'userId')
 
   const honoured = opts.honourReceivedAt && !!m.receivedAt
-  const receivedAt = honoured ? parseTimestamp(m.receivedAt!)!.toISOString() : opts.receivedAt
+  const receivedAt = honoured ? m.receivedAt! : opts.receivedAt
   // R1: client-set times are stored, never used for rules.
-  if (m.originalTimestamp) meta = { ...meta, originalTimestamp: parseTimestamp(m.originalTimestamp)!.toISOString() }
-  if (m.receivedAt && !honoured) meta = { ...meta, clientReceivedAt: parseTimestamp(m.receivedAt)!.toISOString() }
+  if (m.originalTimestamp) meta = { ...meta, originalTimestamp: m.originalTimestamp }
+  if (m.receivedAt && !honoured) meta = { ...meta, clientReceivedAt: m.receivedAt }
   return {
     ok: true,
     message: {
@@ -243,7 +249,7 @@ export function normaliseMessage(
       meta,
       context: m.context ?? null,
       receivedAt,
-      timestamp: m.timestamp ? parseTimestamp(m.timestamp)!.toISOString() : null,
+      timestamp: m.timestamp ?? null,
     },
   }
 }
