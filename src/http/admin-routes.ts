@@ -109,12 +109,15 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
 
   app.get('/admin/jobs/:id', async (request) => {
     const { id } = request.params as { id: string }
+    // State first, then the job: read the other way round, a job finishing in
+    // between would show as completed without its result.
+    const state = await deps.maintenance.getJobState(id)
     const job = await deps.maintenance.getJob(id)
-    if (!job) throw new InputError(404, 'unknown_job', `no maintenance job "${id}" (finished jobs are kept for the last 100)`)
+    if (!job || state === 'unknown') throw new InputError(404, 'unknown_job', `no maintenance job "${id}" (finished jobs are kept for the last 100)`)
     return {
       job_id: job.id,
       kind: job.data.kind,
-      state: await job.getState(),
+      state,
       progress: job.progress,
       result: job.returnvalue ?? null,
       error: job.failedReason ?? null,
