@@ -8,10 +8,9 @@
 // (track and page), and an Order Completed that matches the goal.
 import http from 'node:http'
 import { parentPort, workerData } from 'node:worker_threads'
+import { batchPoster } from './post-batch.mjs'
 
 const { url, writeKey } = workerData
-const target = new URL('/v1/batch', url)
-const authorization = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`
 const now = () => performance.timeOrigin + performance.now()
 const LIBRARY = { name: '@segment/analytics-node', version: '3.1.0' }
 export const EVENTS_PER_PERSON = 10
@@ -44,28 +43,7 @@ function personMessages(p, cfg) {
   return { msgs, purchaseId: mid(EVENTS_PER_PERSON - 1), userId }
 }
 
-function post(agent, body) {
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname,
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/json', 'content-length': body.length, authorization, 'user-agent': 'goalpost-bench-engine' },
-      },
-      (res) => {
-        const chunks = []
-        res.on('data', (c) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }))
-        res.on('error', (err) => resolve({ status: 0, body: String(err) }))
-      },
-    )
-    req.on('error', (err) => resolve({ status: 0, body: `${err.code ?? ''} ${err.message}` }))
-    req.end(body)
-  })
-}
+const post = batchPoster(url, writeKey, 'goalpost-bench-engine')
 
 /**
  * Sends people [0, people) in batches of peoplePerBatch people. rate > 0:

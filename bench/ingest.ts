@@ -44,8 +44,8 @@
  *   --pg-waits                                     sample pg_stat_activity wait events of the bench database
  *   --keep                                         keep the database, queue keys and run directory
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -55,7 +55,28 @@ import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { Redis } from 'ioredis'
 import { formatSummary, summariseProfile } from './cpuprofile.ts'
-import { BENCH_DIR, ROOT, fmt, freePort, log, machineLoad, mb, newestMtime, now, percentile, sh, sleep, vmHwm } from './lib.ts'
+import {
+  BENCH_DIR,
+  ROOT,
+  fmt,
+  freePort,
+  killChildrenOnExit,
+  log,
+  machineLoad,
+  mb,
+  newestMtime,
+  now,
+  percentile,
+  redisUsedMemory as libRedisUsedMemory,
+  sh,
+  sleep,
+  startChild as startLibChild,
+  stopChild,
+  vmHwm,
+  waitForLine,
+  waitReady,
+  type Child,
+} from './lib.ts'
 
 const TARGET_ACCEPTED = 20_000
 const TARGET_PERSISTED = 15_000
@@ -216,13 +237,6 @@ function cpuSplit(a: CpuSnapshot, b: CpuSnapshot): CpuSplit {
 
 // --- child processes ---------------------------------------------------------------
 
-interface Child {
-  name: string
-  proc: ChildProcess
-  exited: Promise<number | null>
-  tail: string[]
-  logFile: string
-}
 const children = new Set<Child>()
 
 let refLabel = ''
@@ -311,73 +325,14 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   }
 }
 
+/** lib.ts's startChild, with the child's CPU recorded under `role`. */
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, role?: string): Child {
-  const logFile = path.join(runDir, `${name}.log`)
-  const out = createWriteStream(logFile)
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  const tail: string[] = []
-  const onData = (chunk: Buffer) => {
-    out.write(chunk)
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (!line) continue
-      tail.push(line)
-      if (tail.length > 40) tail.shift()
-    }
-  }
-  proc.stdout!.on('data', onData)
-  proc.stderr!.on('data', onData)
-  const exited = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code, signal) => {
-      out.end()
-      resolve(code ?? (signal ? 128 : null))
-    }),
-  )
-  const child: Child = { name, proc, exited, tail, logFile }
-  children.add(child)
-  exited.then(() => children.delete(child))
-  if (role && proc.pid) roles.set(proc.pid, role)
+  const child = startLibChild(children, runDir, name, args, env)
+  if (role && child.proc.pid) roles.set(child.proc.pid, role)
   return child
 }
 
-async function stopChild(child: Child, timeoutMs = 30_000): Promise<void> {
-  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return
-  child.proc.kill('SIGTERM')
-  const timer = setTimeout(() => child.proc.kill('SIGKILL'), timeoutMs)
-  await child.exited
-  clearTimeout(timer)
-}
-
-async function waitForLine(child: Child, needle: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (child.tail.some((l) => l.includes(needle))) return
-    if (child.proc.exitCode !== null) throw new Error(`${child.name} exited (${child.proc.exitCode}):\n${child.tail.join('\n')}`)
-    await sleep(50)
-  }
-  throw new Error(`${child.name}: no "${needle}" within ${timeoutMs} ms:\n${child.tail.join('\n')}`)
-}
-
-async function waitReady(child: Child, url: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < deadline) {
-    if (child.proc.exitCode !== null) throw new Error(`${child.name} exited (${child.proc.exitCode}):\n${child.tail.join('\n')}`)
-    try {
-      const res = await fetch(`${url}/readyz`)
-      last = `${res.status} ${await res.text()}`
-      if (res.status === 200) return
-    } catch (err) {
-      last = String(err)
-    }
-    await sleep(100)
-  }
-  throw new Error(`${child.name}: /readyz not 200 within ${timeoutMs} ms (last: ${last})`)
-}
-
-// Never leave goalpost processes behind, whatever happens to the bench.
-process.on('exit', () => {
-  for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL')
-})
+killChildrenOnExit(children)
 
 // --- load generator threads -----------------------------------------------------------
 
@@ -477,10 +432,7 @@ async function maxSeq(): Promise<number> {
   return Number(rows[0].n ?? 0)
 }
 
-async function redisUsedMemory(): Promise<number> {
-  const info = await redis!.info('memory')
-  return Number(info.match(/^used_memory:(\d+)/m)?.[1] ?? 0)
-}
+const redisUsedMemory = () => libRedisUsedMemory(redis!)
 
 async function queueWaiting(): Promise<number> {
   return redis!.llen(`${queuePrefix}:{ingest}:wait`)

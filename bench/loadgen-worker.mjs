@@ -6,11 +6,10 @@
 // few hundred microseconds for 100 messages) and POSTs it to /v1/batch.
 import http from 'node:http'
 import { parentPort, workerData } from 'node:worker_threads'
+import { batchPoster } from './post-batch.mjs'
 
 // Also imported outside a worker thread (bench/sql-explain.ts uses buildBatch).
 const { url, writeKey } = workerData ?? { url: 'http://127.0.0.1:0', writeKey: '' }
-const target = new URL('/v1/batch', url)
-const authorization = `Basic ${Buffer.from(`${writeKey}:`).toString('base64')}`
 const now = () => performance.timeOrigin + performance.now()
 
 // --- Segment-shaped messages, as @segment/analytics-node 3.x sends them ------
@@ -156,33 +155,7 @@ export function buildBatch(batchNo, size, cfg) {
 
 // --- HTTP ---------------------------------------------------------------------
 
-function post(agent, body) {
-  return new Promise((resolve) => {
-    const req = http.request(
-      {
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname,
-        method: 'POST',
-        agent,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': body.length,
-          authorization,
-          'user-agent': 'goalpost-bench (analytics-node-next compatible)',
-        },
-      },
-      (res) => {
-        const chunks = []
-        res.on('data', (c) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }))
-        res.on('error', (err) => resolve({ status: 0, body: String(err) }))
-      },
-    )
-    req.on('error', (err) => resolve({ status: 0, body: `${err.code ?? ''} ${err.message}` }))
-    req.end(body)
-  })
-}
+const post = batchPoster(url, writeKey, 'goalpost-bench (analytics-node-next compatible)')
 
 async function runPhase(msg) {
   const { counter, totalBatches, batchSize, connections, cfg } = msg
