@@ -61,6 +61,7 @@ import {
   waitForLine,
   waitReady,
   type Child,
+  goalpostEnv,
 } from './lib.ts'
 
 const TARGET_THROUGHPUT = 10_000
@@ -145,20 +146,8 @@ const children = new Set<Child>()
 killChildrenOnExit(children)
 let entry = ''
 
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    NODE_ENV: 'development',
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: redisUrl,
-    HOST: '127.0.0.1',
-    GOALPOST_WRITE_KEYS: WRITE_KEY,
-    GOALPOST_QUEUE_PREFIX: queuePrefix,
-    GOALPOST_LOG_LEVEL: 'info',
-    ...(opts.ingestConcurrency ? { GOALPOST_INGEST_CONCURRENCY: opts.ingestConcurrency } : {}),
-    ...extra,
-  }
-}
+const childEnv = (extra: Record<string, string> = {}) =>
+  goalpostEnv({ databaseUrl, redisUrl, writeKey: WRITE_KEY, queuePrefix, ingestConcurrency: opts.ingestConcurrency }, extra)
 
 let db: pg.Client | undefined
 let redis: Redis | undefined

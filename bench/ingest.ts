@@ -58,6 +58,7 @@ import { formatSummary, summariseProfile } from './cpuprofile.ts'
 import {
   BENCH_DIR,
   ROOT,
+  dropBenchResources,
   fmt,
   freePort,
   killChildrenOnExit,
@@ -76,6 +77,7 @@ import {
   waitForLine,
   waitReady,
   type Child,
+  goalpostEnv,
 } from './lib.ts'
 
 const TARGET_ACCEPTED = 20_000
@@ -310,20 +312,8 @@ function prepareRuntime(): string {
   return `${path.relative(ROOT, outDir)} (tsc of ${what})`
 }
 
-function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    NODE_ENV: 'development',
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: redisUrl,
-    HOST: '127.0.0.1',
-    GOALPOST_WRITE_KEYS: WRITE_KEY,
-    GOALPOST_QUEUE_PREFIX: queuePrefix,
-    GOALPOST_LOG_LEVEL: 'info',
-    ...(opts.ingestConcurrency ? { GOALPOST_INGEST_CONCURRENCY: opts.ingestConcurrency } : {}),
-    ...extra,
-  }
-}
+const childEnv = (extra: Record<string, string> = {}) =>
+  goalpostEnv({ databaseUrl, redisUrl, writeKey: WRITE_KEY, queuePrefix, ingestConcurrency: opts.ingestConcurrency }, extra)
 
 /** lib.ts's startChild, with the child's CPU recorded under `role`. */
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv, role?: string): Child {
@@ -601,25 +591,7 @@ function cleanup(): Promise<void> {
     await Promise.all(loadThreads.map((w) => w.terminate()))
     await db?.end().catch(() => {})
     if (!opts.keep) {
-      const admin = new pg.Client({ connectionString: `${pgServer}/postgres` })
-      try {
-        await admin.connect()
-        await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(dbName)} WITH (FORCE)`)
-      } catch (err) {
-        console.error(`bench: could not drop database ${dbName}: ${err}`)
-      } finally {
-        await admin.end().catch(() => {})
-      }
-      if (redis) {
-        let cursor = '0'
-        let deleted = 0
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix}:*`, 'COUNT', 1000)
-          cursor = next
-          if (keys.length > 0) deleted += await redis.unlink(...keys)
-        } while (cursor !== '0')
-        log(`deleted ${deleted} Redis key(s) under ${queuePrefix}:, dropped database ${dbName}`)
-      }
+      await dropBenchResources(pgServer, dbName, redis, queuePrefix)
     } else log(`kept database ${dbName} and queue prefix ${queuePrefix}`)
     redis?.disconnect()
   })()

@@ -180,6 +180,26 @@ export function compileWorktree(mode: 'auto' | 'always' | 'never' = 'auto'): str
   return built
 }
 
+// --- goalpost processes' environment ----------------------------------------------
+
+export function goalpostEnv(
+  run: { databaseUrl: string; redisUrl: string; writeKey: string; queuePrefix: string; ingestConcurrency?: string },
+  extra: Record<string, string> = {},
+): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    NODE_ENV: 'development',
+    DATABASE_URL: run.databaseUrl,
+    REDIS_URL: run.redisUrl,
+    HOST: '127.0.0.1',
+    GOALPOST_WRITE_KEYS: run.writeKey,
+    GOALPOST_QUEUE_PREFIX: run.queuePrefix,
+    GOALPOST_LOG_LEVEL: 'info',
+    ...(run.ingestConcurrency ? { GOALPOST_INGEST_CONCURRENCY: run.ingestConcurrency } : {}),
+    ...extra,
+  }
+}
+
 // --- clean-up ---------------------------------------------------------------------
 
 /** Drops the run's database and UNLINKs the keys under `<queuePrefix>:` (SCAN, never FLUSHDB). */
