@@ -19,7 +19,10 @@ export interface Config {
   queuePrefix: string
   logLevel: string
   /** How many ingest jobs one worker process runs at once. */
+  /** Ingest transactions at once per worker process. */
   ingestConcurrency: number
+  /** Most messages one ingest transaction persists (group commit of queued batches). */
+  ingestGroupMessages: number
   /** BullMQ job lock: how long before a dead worker's job is run again elsewhere. */
   jobLockMs: number
 }
@@ -69,6 +72,7 @@ const schema = z.object({
     .default('goalpost'),
   GOALPOST_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GOALPOST_INGEST_CONCURRENCY: integer(1, 64).default(4),
+  GOALPOST_INGEST_GROUP_MESSAGES: integer(1, 100_000).default(1_000),
   GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
 })
 
@@ -113,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: valid.GOALPOST_QUEUE_PREFIX,
     logLevel: valid.GOALPOST_LOG_LEVEL,
     ingestConcurrency: valid.GOALPOST_INGEST_CONCURRENCY,
+    ingestGroupMessages: valid.GOALPOST_INGEST_GROUP_MESSAGES,
     jobLockMs: valid.GOALPOST_JOB_LOCK_MS,
   }
 }

@@ -5,6 +5,8 @@ export type Source = 'api' | 'webhook' | 'plugin' | 'import'
 
 export interface PersistedEvent {
   message: IngestMessage
+  /** The message's position in the messages given to insertEvents (its first copy's). */
+  index: number
   seq: number
   personId: string
 }
@@ -15,15 +17,18 @@ export const rawPersonId = (m: IngestMessage): string => (m.userId ?? m.anonymou
 /**
  * Appends messages to the log in batch order (R2: seq is the persist order).
  * A messageId already in the log is skipped, so only the returned events are
- * new; the person is resolved through identity links (R25).
+ * new; the person is resolved through identity links (R25). `source` is one
+ * for all messages, or one per message.
  */
 export async function insertEvents(
   trx: Knex.Transaction,
-  source: Source,
+  source: Source | readonly Source[],
   messages: readonly IngestMessage[],
 ): Promise<PersistedEvent[]> {
+  const sourceOf = typeof source === 'string' ? () => source : (i: number) => source[i]
   const rows = messages.map((m, i) => ({
     i,
+    source: sourceOf(i),
     message_id: m.messageId,
     raw_id: rawPersonId(m),
     user_id: m.userId,
@@ -40,22 +45,27 @@ export async function insertEvents(
     `INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
                          received_at, sent_timestamp, source)
      SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
-            r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, ?
-       FROM jsonb_to_recordset(?::jsonb) AS r(i int, message_id text, raw_id text, user_id text, anonymous_id text,
+            r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
+       FROM jsonb_to_recordset(?::jsonb) AS r(i int, source text, message_id text, raw_id text, user_id text, anonymous_id text,
                                              type text, name text, properties jsonb, meta jsonb, context jsonb,
                                              received_at timestamptz, sent_timestamp timestamptz)
        LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
       ORDER BY r.i
      ON CONFLICT (message_id) DO NOTHING
      RETURNING message_id, seq, person_id`,
-    [source, JSON.stringify(rows)],
+    [JSON.stringify(rows)],
   )
   // A messageId twice in one batch: the statement stores the first copy, so
   // the first copy is the one whose effects (traits, lifecycle) apply.
-  const byId = new Map<string, IngestMessage>()
-  for (const m of messages) if (!byId.has(m.messageId)) byId.set(m.messageId, m)
+  const byId = new Map<string, number>()
+  messages.forEach((m, i) => {
+    if (!byId.has(m.messageId)) byId.set(m.messageId, i)
+  })
   return inserted
-    .map((r) => ({ message: byId.get(r.message_id)!, seq: r.seq, personId: r.person_id }))
+    .map((r) => {
+      const index = byId.get(r.message_id)!
+      return { message: messages[index], index, seq: r.seq, personId: r.person_id }
+    })
     .sort((a, b) => a.seq - b.seq)
 }
 

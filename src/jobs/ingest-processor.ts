@@ -4,7 +4,9 @@ import type { Logger } from '../logger.ts'
 import { evaluatePeople, type EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
 import type { IngestJobData } from './queues.ts'
-import { persistBatch, type PersistOutcome } from './persist-batch.ts'
+import type { IngestMessage } from '../plugin/normalise.ts'
+import { persistGroup, type BatchPart, type PartOutcome } from './persist-batch.ts'
+import { GroupCommitter, type Settled } from './group-commit.ts'
 
 /**
  * SQLSTATE classes a message itself causes (bad data, a broken constraint, a
@@ -59,10 +61,10 @@ async function reevaluateIfStale(deps: IngestDeps, ctx: EvaluationContext, peopl
   await evaluatePeople(deps.db, people, await deps.context({ fresh: true }), Date.now())
 }
 
-const add = (total: IngestResult, o: PersistOutcome) => {
+const add = (total: IngestResult, o: PartOutcome) => {
   total.inserted += o.inserted
   total.duplicates += o.duplicates
-  total.merges += o.merges.length
+  total.merges += o.merges
   total.deliveries += o.deliveries
   total.evaluated += o.evaluated
   return total
@@ -70,37 +72,114 @@ const add = (total: IngestResult, o: PersistOutcome) => {
 
 const empty = (): IngestResult => ({ inserted: 0, duplicates: 0, rejected: 0, merges: 0, deliveries: 0, evaluated: 0 })
 
-/** The BullMQ processor for ingest jobs. */
-export function createIngestProcessor(deps: IngestDeps) {
-  return async (job: Job<IngestJobData>): Promise<IngestResult> => {
-    const { source, messages } = job.data
-    const ctx = await deps.context()
+export interface IngestPart extends BatchPart {
+  jobId?: string
+}
+
+/**
+ * Persists a group of queued batches (group commit), falling back when
+ * Postgres refuses a message (SQLSTATE 22, 23, 54): each batch on its own,
+ * then a refused batch one message at a time, so one bad message costs only
+ * itself and lands in `rejected_messages` with its reason. A transient error
+ * fails the group's jobs, which BullMQ retries with backoff.
+ */
+export async function persistParts(deps: IngestDeps, parts: readonly IngestPart[]): Promise<Settled<IngestResult>[]> {
+  const ctx = await deps.context()
+  try {
+    const outcome = await persistGroup(deps.db, parts, ctx)
+    await reevaluateIfStale(deps, ctx, outcome.people)
+    return outcome.parts.map((p) => ({ ok: true, value: add(empty(), p) }))
+  } catch (err) {
+    if (!isPermanentDbError(err)) throw err
+    // Not the error itself: its message holds the whole statement.
+    const { code } = err as { code: string }
+    deps.log.warn(
+      { code, reason: postgresMessage(err as Error), jobIds: parts.map((p) => p.jobId) },
+      parts.length > 1 ? 'a batch of the group holds a message Postgres refuses; storing the batches one by one' : 'batch holds a message Postgres refuses; storing its messages one by one',
+    )
+  }
+  if (parts.length > 1) {
+    const settled: Settled<IngestResult>[] = []
+    for (const part of parts) {
+      try {
+        settled.push(...(await persistParts(deps, [part])))
+      } catch (error) {
+        settled.push({ ok: false, error })
+      }
+    }
+    return settled
+  }
+  const { source, messages } = parts[0]
+  const total = empty()
+  for (const message of messages) {
     try {
-      const outcome = await persistBatch(deps.db, source, messages, ctx)
+      const outcome = await persistGroup(deps.db, [{ source, messages: [message] }], ctx)
       await reevaluateIfStale(deps, ctx, outcome.people)
-      return add(empty(), outcome)
+      add(total, outcome.parts[0])
     } catch (err) {
       if (!isPermanentDbError(err)) throw err
-      // Not the error itself: its message holds the whole statement.
-      const { code } = err as { code: string }
-      deps.log.warn({ code, reason: postgresMessage(err as Error), jobId: job.id }, 'batch holds a message Postgres refuses; storing its messages one by one')
+      total.rejected += 1
+      const reason = `${(err as { code: string }).code}: ${postgresMessage(err as Error)}`
+      deps.log.warn({ messageId: message.messageId, reason }, 'message rejected by Postgres')
+      await recordRejected(deps.db, source, [
+        { messageId: message.messageId, receivedAt: message.receivedAt, reason, payload: message },
+      ])
     }
-    // One message at a time, so one bad message costs only itself.
+  }
+  return [{ ok: true, value: total }]
+}
+
+export interface IngestProcessorOptions {
+  /** Transactions at once: one per shard of people. */
+  concurrency: number
+  /** Most messages one transaction persists (a larger part goes alone). */
+  maxGroupMessages: number
+}
+
+/** FNV-1a: a cheap, stable spread of ids over shards. */
+function shardOf(id: string, shards: number): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % shards
+}
+
+/**
+ * The BullMQ processor for ingest jobs. A job's messages are split by person
+ * (userId, else anonymousId) over `concurrency` shards; each shard persists
+ * what waits for it as one group (GroupCommitter), one transaction at a time.
+ * Concurrent transactions then rarely touch the same person, so they seldom
+ * wait on each other's locks (which still guarantee correctness when they
+ * do, e.g. around identity merges). A job completes only when every
+ * transaction holding its messages has committed; if one fails, the job fails
+ * and its retry re-runs the whole batch, the committed part being duplicates.
+ */
+export function createIngestProcessor(deps: IngestDeps, opts: IngestProcessorOptions) {
+  const shards = Array.from(
+    { length: opts.concurrency },
+    () =>
+      new GroupCommitter<IngestPart, IngestResult>((parts) => persistParts(deps, parts), {
+        weight: (part) => part.messages.length,
+        maxWeight: opts.maxGroupMessages,
+        maxInFlight: 1,
+      }),
+  )
+  return async (job: Job<IngestJobData>): Promise<IngestResult> => {
+    const { source, messages } = job.data
+    const split = new Map<number, IngestMessage[]>()
+    for (const m of messages) {
+      const shard = shardOf((m.userId ?? m.anonymousId) as string, shards.length)
+      const list = split.get(shard)
+      if (list) list.push(m)
+      else split.set(shard, [m])
+    }
+    const settled = await Promise.allSettled(
+      [...split].map(([shard, part]) => shards[shard].submit({ source, messages: part, jobId: job.id })),
+    )
     const total = empty()
-    for (const message of messages) {
-      try {
-        const outcome = await persistBatch(deps.db, source, [message], ctx)
-        await reevaluateIfStale(deps, ctx, outcome.people)
-        add(total, outcome)
-      } catch (err) {
-        if (!isPermanentDbError(err)) throw err
-        total.rejected += 1
-        const reason = `${(err as { code: string }).code}: ${postgresMessage(err as Error)}`
-        deps.log.warn({ messageId: message.messageId, reason }, 'message rejected by Postgres')
-        await recordRejected(deps.db, source, [
-          { messageId: message.messageId, receivedAt: message.receivedAt, reason, payload: message },
-        ])
-      }
+    for (const s of settled) {
+      if (s.status === 'rejected') throw s.reason
+      add(total, s.value)
+      total.rejected += s.value.rejected
     }
     return total
   }

@@ -8,6 +8,25 @@ import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
 import type { WriteSummary } from '../db/evaluation.ts'
 import { evaluateLocked, type EvaluationContext } from './evaluate.ts'
 
+/** One queued batch of a group: a job's messages and where they came from. */
+export interface BatchPart {
+  source: Source
+  messages: readonly IngestMessage[]
+}
+
+/** What one part of a group did, counted on the part whose message caused it. */
+export interface PartOutcome {
+  inserted: number
+  duplicates: number
+  merges: number
+  deliveries: number
+  evaluated: number
+}
+
+export interface GroupOutcome extends PersistOutcome {
+  parts: PartOutcome[]
+}
+
 export interface PersistOutcome {
   /** Messages new to the log. */
   inserted: number
@@ -38,6 +57,26 @@ export async function persistBatch(
   ctx: EvaluationContext,
   now: () => number = Date.now,
 ): Promise<PersistOutcome> {
+  const { parts: _parts, ...outcome } = await persistGroup(db, [{ source, messages }], ctx, now)
+  return outcome
+}
+
+/**
+ * persistBatch for several queued batches at once (group commit): one
+ * transaction, so the per-transaction and per-statement costs are paid once
+ * for the group. The messages keep the parts' order (R2: seq is persist order).
+ */
+export async function persistGroup(
+  db: Knex,
+  parts: readonly BatchPart[],
+  ctx: EvaluationContext,
+  now: () => number = Date.now,
+): Promise<GroupOutcome> {
+  const messages = parts.flatMap((p) => p.messages)
+  const sources = parts.flatMap((p) => p.messages.map(() => p.source))
+  // partOf[i]: the part message i came from.
+  const partOf = parts.flatMap((p, n) => p.messages.map(() => n))
+  const counts: PartOutcome[] = parts.map((p) => ({ inserted: 0, duplicates: p.messages.length, merges: 0, deliveries: 0, evaluated: 0 }))
   const deliveryTable = ctx.deliveryTable
   const relevant = new Set(ctx.relevantNames)
   const evaluates = ctx.config.campaigns.length > 0 || ctx.config.segments.length > 0
@@ -46,7 +85,11 @@ export async function persistBatch(
       trx,
       messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
     )
-    const events = await insertEvents(trx, source, messages)
+    const events = await insertEvents(trx, sources, messages)
+    for (const e of events) {
+      counts[partOf[e.index]].inserted++
+      counts[partOf[e.index]].duplicates--
+    }
     const people = new Set(events.map((e) => e.personId))
     await ensurePeople(trx, people)
 
@@ -54,8 +97,10 @@ export async function persistBatch(
     for (const e of events) {
       if (e.message.type !== 'track' || e.message.name === null) continue
       const fact = deliveryFact(deliveryTable, e.message.name, e.message.properties)
-      if (fact && fact.step !== 'recorded')
+      if (fact && fact.step !== 'recorded') {
         observations.push({ fact, personId: e.personId, receivedAt: e.message.receivedAt, seq: e.seq })
+        counts[partOf[e.index]].deliveries++
+      }
     }
     await upsertDeliveries(trx, observations)
 
@@ -66,23 +111,31 @@ export async function persistBatch(
         .map((e) => ({ personId: e.personId, traits: e.message.properties, receivedAt: e.message.receivedAt, seq: e.seq })),
     )
 
+    const linkPart = new Map<string, number>()
     const merges = await mergeIdentities(
       trx,
       events.flatMap((e) => {
         const m = e.message
         const fromId = m.type === 'alias' ? m.meta?.previousId : m.type === 'identify' ? m.anonymousId : null
-        return fromId && m.userId
-          ? [{ fromId, toId: m.userId, receivedAt: m.receivedAt, seq: e.seq, messageId: m.messageId }]
-          : []
+        if (!fromId || !m.userId) return []
+        if (!linkPart.has(fromId)) linkPart.set(fromId, partOf[e.index])
+        return [{ fromId, toId: m.userId, receivedAt: m.receivedAt, seq: e.seq, messageId: m.messageId }]
       }),
     )
-    const toEvaluate = new Set<string>()
+    for (const m of merges) counts[linkPart.get(m.from) ?? 0].merges++
+    // The part that first named a person to evaluate counts the evaluation.
+    const evaluatedBy = new Map<string, number>()
     if (evaluates) {
       for (const e of events)
-        if (e.message.type === 'identify' || (e.message.name !== null && relevant.has(e.message.name))) toEvaluate.add(e.personId)
+        if ((e.message.type === 'identify' || (e.message.name !== null && relevant.has(e.message.name))) && !evaluatedBy.has(e.personId))
+          evaluatedBy.set(e.personId, partOf[e.index])
       // R25: the merged person is judged on the whole merged log, and the
       // merged-away id's derived rows move or go.
-      for (const { from, into } of merges) toEvaluate.add(from).add(into)
+      for (const { from, into } of merges) {
+        const part = linkPart.get(from) ?? 0
+        if (!evaluatedBy.has(from)) evaluatedBy.set(from, part)
+        if (!evaluatedBy.has(into)) evaluatedBy.set(into, part)
+      }
     }
     for (const { from, into } of merges) {
       people.delete(from)
@@ -90,16 +143,20 @@ export async function persistBatch(
     }
     // Ids resolved before a merge in this batch now belong to the merged person.
     const mergedInto = new Map(merges.map((m) => [m.from, m.into]))
-    for (const id of [...toEvaluate]) if (mergedInto.has(id)) toEvaluate.add(mergedInto.get(id)!)
-    const evaluation = toEvaluate.size > 0 ? (await evaluateLocked(trx, [...toEvaluate], ctx, now())).summary : null
+    for (const [id, part] of [...evaluatedBy])
+      if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
+    for (const part of evaluatedBy.values()) counts[part].evaluated++
+    const toEvaluate = [...evaluatedBy.keys()]
+    const evaluation = toEvaluate.length > 0 ? (await evaluateLocked(trx, toEvaluate, ctx, now())).summary : null
     return {
       inserted: events.length,
       duplicates: messages.length - events.length,
       people: [...people],
       merges,
       deliveries: observations.length,
-      evaluated: toEvaluate.size,
+      evaluated: toEvaluate.length,
       evaluation,
+      parts: counts,
     }
   })
 }

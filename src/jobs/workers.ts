@@ -17,6 +17,9 @@ import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
 import { recompute, UnknownCampaignError } from './recompute.ts'
 import { wakeDuePeople } from './wake.ts'
 
+/** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
+export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
+
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>
   maintenance: Worker<MaintenanceJobData>
@@ -30,7 +33,7 @@ export interface RunningWorkers {
  * Any number of processes may run these; BullMQ hands each job to one.
  */
 export async function startWorkers(
-  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'jobLockMs'>,
+  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'ingestGroupMessages' | 'jobLockMs'>,
   db: Knex,
   log: Logger,
 ): Promise<RunningWorkers> {
@@ -45,11 +48,13 @@ export async function startWorkers(
         if (opts?.fresh) configs.invalidate()
         return configs.get()
       },
-    }),
+    }, { concurrency: config.ingestConcurrency, maxGroupMessages: config.ingestGroupMessages }),
     {
       connection,
       prefix: config.queuePrefix,
-      concurrency: config.ingestConcurrency,
+      // Jobs held at once: those waiting for a transaction slot are persisted
+      // together (group commit), so holding more than the slots lets groups form.
+      concurrency: ingestJobsHeld(config.ingestConcurrency),
       // Re-running a batch is harmless (idempotent), so a worker killed
       // mid-job never turns the job into a failure.
       maxStalledCount: 20,

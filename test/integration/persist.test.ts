@@ -296,4 +296,27 @@ describe('messages Postgres refuses', () => {
     expect(await db()('rejected_messages').where('message_id', bad.messageId)).toHaveLength(1)
     await settled()
   })
+
+  it('group commit: jobs queued together are persisted together; a refused message costs only itself and each job reports its own counts', async () => {
+    const users = Array.from({ length: 12 }, () => uid('g'))
+    const batches = users.map((user, i) => [
+      track(user, 'Email Sent', { delivery_id: `${user}-d` }, at(10 + i)),
+      track(user, 'Product Viewed', {}, at(10 + i)),
+    ])
+    const bad = { ...track(users[5], 'Order Completed', {}, at(30)), timestamp: FAR_FUTURE }
+    batches[5].push(bad)
+    await queue.pause()
+    const jobs = await queue.addBulk(batches.map((messages) => ({ name: 'batch', data: { source: 'plugin' as const, messages } })))
+    await queue.resume()
+    const results = (await Promise.all(jobs.map((j) => j.waitUntilFinished(queueEvents, 20_000)))) as IngestResult[]
+    results.forEach((r, i) => expect(r).toMatchObject({ inserted: 2, duplicates: 0, deliveries: 1, rejected: i === 5 ? 1 : 0 }))
+    const stored = await db()('events').whereIn('person_id', users)
+    expect(stored).toHaveLength(24)
+    expect(await db()('deliveries').whereIn('person_id', users)).toHaveLength(12)
+    expect(await db()('rejected_messages').where('message_id', bad.messageId)).toHaveLength(1)
+    // Within one person, persist order is batch order (R2).
+    const first = stored.filter((e) => e.person_id === users[0]).sort((a, b) => a.seq - b.seq)
+    expect(first.map((e) => e.message_id)).toEqual(batches[0].map((m) => m.messageId))
+    await settled()
+  })
 })
