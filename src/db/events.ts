@@ -17,8 +17,9 @@ export const rawPersonId = (m: IngestMessage): string => (m.userId ?? m.anonymou
 /**
  * Appends messages to the log in batch order (R2: seq is the persist order).
  * A messageId already in the log is skipped, so only the returned events are
- * new; the person is resolved through identity links (R25). `source` is one
- * for all messages, or one per message.
+ * new; the person is resolved through identity links (R25) and gets a
+ * `people` row if it has none. `source` is one for all messages, or one per
+ * message.
  */
 export async function insertEvents(
   trx: Knex.Transaction,
@@ -41,18 +42,25 @@ export async function insertEvents(
     received_at: m.receivedAt,
     sent_timestamp: m.timestamp,
   }))
+  // The people the new events belong to get their row in the same statement
+  // (sorted, so concurrent batches take the row locks in one order).
   const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string }[] }>(
-    `INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
-                         received_at, sent_timestamp, source)
-     SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
-            r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
-       FROM jsonb_to_recordset(?::jsonb) AS r(i int, source text, message_id text, raw_id text, user_id text, anonymous_id text,
-                                             type text, name text, properties jsonb, meta jsonb, context jsonb,
-                                             received_at timestamptz, sent_timestamp timestamptz)
-       LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
-      ORDER BY r.i
-     ON CONFLICT (message_id) DO NOTHING
-     RETURNING message_id, seq, person_id`,
+    `WITH ins AS (
+       INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
+                           received_at, sent_timestamp, source)
+       SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
+              r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
+         FROM jsonb_to_recordset(?::jsonb) AS r(i int, source text, message_id text, raw_id text, user_id text,
+                                               anonymous_id text, type text, name text, properties jsonb, meta jsonb,
+                                               context jsonb, received_at timestamptz, sent_timestamp timestamptz)
+         LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
+        ORDER BY r.i
+       ON CONFLICT (message_id) DO NOTHING
+       RETURNING message_id, seq, person_id
+     ), new_people AS (
+       INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
+     )
+     SELECT message_id, seq, person_id FROM ins`,
     [JSON.stringify(rows)],
   )
   // A messageId twice in one batch: the statement stores the first copy, so

@@ -36,6 +36,11 @@ export async function mergeIdentities(trx: Knex.Transaction, requests: readonly 
     [candidates.map((r) => r.fromId)],
   )
   const linked = new Set(known.map((r) => r.anonymous_id))
+  const fast = await mergeSetBased(trx, candidates, linked)
+  if (fast) {
+    if (fast.length > 0) await refoldPeople(trx, [...new Set(fast.map((m) => m.into))])
+    return fast
+  }
   const merges: Merge[] = []
   for (const r of candidates) {
     if (linked.has(r.fromId)) continue
@@ -72,4 +77,60 @@ async function mergeOne(trx: Knex.Transaction, r: LinkRequest): Promise<Merge | 
   await trx.raw(`INSERT INTO people (person_id) VALUES (?) ON CONFLICT DO NOTHING`, [into])
   await trx.raw(`DELETE FROM people WHERE person_id = ?`, [r.fromId])
   return { from: r.fromId, into }
+}
+
+/**
+ * Every new link of a batch in five statements instead of eight per link.
+ * It applies when the batch's links are independent (no id is both merged and
+ * merged into, no link back to itself): then each link's target is what the
+ * one-by-one path (mergeOne) would read, and the result is the same. Otherwise
+ * it returns null, before writing anything, and the caller goes one by one.
+ */
+async function mergeSetBased(trx: Knex.Transaction, candidates: readonly LinkRequest[], linked: Set<string>): Promise<Merge[] | null> {
+  const seen = new Set<string>()
+  const todo: LinkRequest[] = []
+  for (const r of candidates) {
+    if (linked.has(r.fromId) || seen.has(r.fromId)) continue
+    seen.add(r.fromId)
+    todo.push(r)
+  }
+  if (todo.length === 0) return []
+  const { rows: targets } = await trx.raw<{ rows: { anonymous_id: string; person_id: string }[] }>(
+    `SELECT anonymous_id, person_id FROM identity_links WHERE anonymous_id = ANY(?::text[])`,
+    [[...new Set(todo.map((r) => r.toId))]],
+  )
+  const intoOf = new Map(targets.map((t) => [t.anonymous_id, t.person_id]))
+  const rows = todo.map((r) => ({ ...r, into: intoOf.get(r.toId) ?? r.toId }))
+  const froms = new Set(rows.map((r) => r.fromId))
+  if (rows.some((r) => froms.has(r.into) || froms.has(r.toId) || r.into === r.fromId)) return null
+  const { rows: chained } = await trx.raw<{ rows: { anonymous_id: string }[] }>(
+    `SELECT anonymous_id FROM identity_links WHERE person_id = ANY(?::text[])`,
+    [[...froms]],
+  )
+  await lockPeople(trx, [...rows.map((r) => r.into), ...chained.map((c) => c.anonymous_id)])
+  await trx.raw(
+    `WITH m AS (
+       SELECT * FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::bigint[], ?::text[]) AS m(f, i, at, seq, msg)
+     ), ins AS (
+       INSERT INTO identity_links (anonymous_id, person_id, linked_at, linked_seq, message_id)
+       SELECT f, i, at, seq, msg FROM m ON CONFLICT (anonymous_id) DO NOTHING
+     ), ul AS (
+       UPDATE identity_links l SET person_id = m.i FROM m WHERE l.person_id = m.f
+     ), ue AS (
+       UPDATE events e SET person_id = m.i FROM m WHERE e.person_id = m.f
+     ), ud AS (
+       UPDATE deliveries d SET person_id = m.i, updated_at = now() FROM m WHERE d.person_id = m.f
+     ), ip AS (
+       INSERT INTO people (person_id) SELECT DISTINCT i FROM m ORDER BY 1 ON CONFLICT DO NOTHING
+     )
+     DELETE FROM people WHERE person_id IN (SELECT f FROM m)`,
+    [
+      rows.map((r) => r.fromId),
+      rows.map((r) => r.into),
+      rows.map((r) => r.receivedAt),
+      rows.map((r) => r.seq),
+      rows.map((r) => r.messageId),
+    ],
+  )
+  return rows.map((r) => ({ from: r.fromId, into: r.into }))
 }

@@ -1,16 +1,6 @@
 import type { Knex } from 'knex'
 import { foldTraits, type Attributes } from '../core/attributes.ts'
 
-/** Makes sure every person has a row; existing rows are left alone. */
-export async function ensurePeople(trx: Knex.Transaction, personIds: Iterable<string>): Promise<void> {
-  const ids = [...new Set(personIds)].sort()
-  if (ids.length === 0) return
-  await trx.raw(
-    `INSERT INTO people (person_id) SELECT id FROM unnest(?::text[]) AS id ORDER BY id ON CONFLICT DO NOTHING`,
-    [ids],
-  )
-}
-
 export interface TraitUpdate {
   personId: string
   traits: Attributes

@@ -2,7 +2,7 @@ import type { Knex } from 'knex'
 import { deliveryFact } from '../plugin/delivery-events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
 import { insertEvents, lockNamedPeople, type Source } from '../db/events.ts'
-import { applyTraits, ensurePeople } from '../db/people.ts'
+import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
 import type { WriteSummary } from '../db/evaluation.ts'
@@ -91,7 +91,6 @@ export async function persistGroup(
       counts[partOf[e.index]].duplicates--
     }
     const people = new Set(events.map((e) => e.personId))
-    await ensurePeople(trx, people)
 
     const observations: DeliveryObservation[] = []
     for (const e of events) {
