@@ -15,49 +15,61 @@ interface PersonTraits {
   traits_seq: number | null
 }
 
-const isAfter = (u: TraitUpdate, p: PersonTraits) =>
-  p.traits_received_at === null ||
-  Date.parse(u.receivedAt) > p.traits_received_at.getTime() ||
-  (Date.parse(u.receivedAt) === p.traits_received_at.getTime() && u.seq > (p.traits_seq ?? 0))
+/**
+ * The updates of one person folded into one delta, in processing order: the
+ * last value named for a key wins, and a null stays null (it means "remove").
+ */
+function delta(updates: readonly TraitUpdate[]): Attributes {
+  const d: Attributes = {}
+  for (const u of updates) Object.assign(d, u.traits)
+  return d
+}
 
 /**
- * Applies identify traits (shallow merge, null removes). Updates later than
- * everything already folded in are merged directly; a late identify (R3) makes
- * the person's attributes be folded again from the log, so arrival order never
- * changes the result.
+ * Applies identify traits (shallow merge, null removes) in one statement.
+ * Updates later than everything already folded into a person are merged
+ * directly (the same fold as foldTraits: the delta onto the attributes, then
+ * the keys it sets to null removed); a late identify (R3) leaves the row
+ * alone and the person's attributes are folded again from the log, so arrival
+ * order never changes the result. The UPDATE takes the rows' locks, so the
+ * read-modify-write is safe even for a caller that holds no advisory lock.
  */
 export async function applyTraits(trx: Knex.Transaction, updates: readonly TraitUpdate[]): Promise<void> {
   if (updates.length === 0) return
   const byPerson = new Map<string, TraitUpdate[]>()
-  for (const u of updates) byPerson.set(u.personId, [...(byPerson.get(u.personId) ?? []), u])
-  // FOR UPDATE: callers hold the person's advisory lock (lockNamedPeople);
-  // the row lock keeps a read-modify-write of attributes safe even for a
-  // caller that does not (a lost update otherwise: two folds, one kept).
-  const { rows } = await trx.raw<{ rows: PersonTraits[] }>(
-    `SELECT person_id, attributes, traits_received_at, traits_seq FROM people
-      WHERE person_id = ANY(?::text[]) ORDER BY person_id FOR UPDATE`,
-    [[...byPerson.keys()]],
-  )
-  const merged: PersonTraits[] = []
-  const refold: string[] = []
-  for (const person of rows) {
-    const list = byPerson.get(person.person_id)!.sort(
-      (a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || a.seq - b.seq,
-    )
-    if (!isAfter(list[0], person)) {
-      refold.push(person.person_id)
-      continue
-    }
-    const last = list[list.length - 1]
-    merged.push({
-      person_id: person.person_id,
-      attributes: foldTraits(person.attributes, list.map((u) => u.traits)),
-      traits_received_at: new Date(last.receivedAt),
-      traits_seq: last.seq,
-    })
+  for (const u of updates) {
+    const list = byPerson.get(u.personId)
+    if (list) list.push(u)
+    else byPerson.set(u.personId, [u])
   }
-  await writeTraits(trx, merged)
-  await refoldPeople(trx, refold)
+  const ids = [...byPerson.keys()].sort()
+  const lists = ids.map((id) =>
+    byPerson.get(id)!.sort((a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || a.seq - b.seq),
+  )
+  const { rows } = await trx.raw<{ rows: { person_id: string }[] }>(
+    `UPDATE people p
+        SET attributes = coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p.attributes || r.delta)
+                                    WHERE value <> 'null'::jsonb), '{}'::jsonb),
+            traits_received_at = r.last_at, traits_seq = r.last_seq, updated_at = now()
+       FROM unnest(?::text[], ?::jsonb[], ?::timestamptz[], ?::bigint[], ?::timestamptz[], ?::bigint[])
+            AS r(person_id, delta, first_at, first_seq, last_at, last_seq)
+      WHERE p.person_id = r.person_id
+        AND (p.traits_received_at IS NULL OR (p.traits_received_at, p.traits_seq) < (r.first_at, r.first_seq))
+      RETURNING p.person_id`,
+    [
+      ids,
+      lists.map((list) => JSON.stringify(delta(list))),
+      lists.map((list) => list[0].receivedAt),
+      lists.map((list) => list[0].seq),
+      lists.map((list) => list[list.length - 1].receivedAt),
+      lists.map((list) => list[list.length - 1].seq),
+    ],
+  )
+  const applied = new Set(rows.map((r) => r.person_id))
+  await refoldPeople(
+    trx,
+    ids.filter((id) => !applied.has(id)),
+  )
 }
 
 /** Recomputes people's attributes from every identify in their log, in rule order (R2). */
@@ -87,13 +99,20 @@ export async function refoldPeople(trx: Knex.Transaction, personIds: readonly st
 
 async function writeTraits(trx: Knex.Transaction, people: readonly PersonTraits[]): Promise<void> {
   if (people.length === 0) return
+  // unnest of typed arrays: the planner knows how many rows it joins (it
+  // cannot for jsonb_to_recordset), so it probes people's primary key.
   await trx.raw(
     `UPDATE people p
         SET attributes = r.attributes, traits_received_at = r.traits_received_at, traits_seq = r.traits_seq,
             updated_at = now()
-       FROM jsonb_to_recordset(?::jsonb) AS r(person_id text, attributes jsonb, traits_received_at timestamptz,
-                                             traits_seq bigint)
+       FROM unnest(?::text[], ?::jsonb[], ?::timestamptz[], ?::bigint[])
+            AS r(person_id, attributes, traits_received_at, traits_seq)
       WHERE p.person_id = r.person_id`,
-    [JSON.stringify(people)],
+    [
+      people.map((p) => p.person_id),
+      people.map((p) => JSON.stringify(p.attributes)),
+      people.map((p) => p.traits_received_at?.toISOString() ?? null),
+      people.map((p) => p.traits_seq),
+    ] as Knex.RawBinding[],
   )
 }
