@@ -69,6 +69,20 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 type Row = Record<string, unknown>
 
+/**
+ * `unnest(?::t1[], ?::t2[], …) AS alias(c1, c2, …)` over rows, with its
+ * bindings (one array per column). For joins (UPDATE … FROM, DELETE … USING):
+ * the planner knows how many rows unnest gives (it estimates any
+ * jsonb_to_recordset at 100), so it probes the table's index instead of
+ * hashing a sequential scan of it.
+ */
+function unnestRows(alias: string, columns: readonly string[], types: Record<string, string>, rows: readonly Row[]): [string, unknown[]] {
+  return [
+    `unnest(${columns.map((c) => `?::${types[c]}[]`).join(', ')}) AS ${alias}(${columns.join(', ')})`,
+    columns.map((c) => rows.map((r) => (r[c] === undefined ? null : r[c]))),
+  ]
+}
+
 /** Column values compared as text, so a Date read back equals the ISO string written. */
 function sameRow(a: Row, b: Row, columns: readonly string[]): boolean {
   const norm = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? null : String(v))
@@ -96,10 +110,10 @@ async function syncRows(
   const wanted = new Set(desired.map(keyOf))
   const gone = existing.filter((r) => !wanted.has(keyOf(r)))
   if (gone.length > 0) {
+    const [from, bindings] = unnestRows('g', spec.key, spec.types, gone)
     await trx.raw(
-      `DELETE FROM ${spec.table} t USING jsonb_to_recordset(?::jsonb) AS g(${spec.key.map((k) => `${k} ${spec.types[k]}`).join(', ')})
-        WHERE ${spec.key.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
-      [JSON.stringify(gone.map((r) => Object.fromEntries(spec.key.map((k) => [k, r[k]]))))],
+      `DELETE FROM ${spec.table} t USING ${from} WHERE ${spec.key.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
+      bindings as Knex.RawBinding[],
     )
   }
   if (changed.length > 0) {
@@ -136,6 +150,8 @@ const MEMBERSHIPS = {
   columns: ['segment_key', 'person_id', 'joined_at', 'left_at', 'join_message_id', 'leave_message_id'],
   types: { segment_key: 'text', person_id: 'text', joined_at: 'timestamptz', left_at: 'timestamptz', join_message_id: 'text', leave_message_id: 'text' },
 }
+
+const DELIVERY_ATTRIBUTION_TYPES = { delivery_id: 'text', campaign_key: 'text', journey_id: 'text', after_exit: 'boolean', converted_at: 'timestamptz' }
 
 const journeyRow = (personId: string, j: JourneyRecord): Row => ({
   journey_id: j.journeyId,
@@ -262,13 +278,14 @@ export async function writeEvaluations(
     }
   }
   if (updates.length > 0) {
+    const [from, bindings] = unnestRows('u', ['delivery_id', ...cols], DELIVERY_ATTRIBUTION_TYPES, updates)
     await trx.raw(
       `UPDATE deliveries d
           SET campaign_key = u.campaign_key, journey_id = u.journey_id, after_exit = u.after_exit,
               converted_at = u.converted_at, updated_at = now()
-         FROM jsonb_to_recordset(?::jsonb) AS u(delivery_id text, campaign_key text, journey_id text, after_exit boolean, converted_at timestamptz)
+         FROM ${from}
         WHERE d.delivery_id = u.delivery_id`,
-      [JSON.stringify(updates)],
+      bindings as Knex.RawBinding[],
     )
   }
 
