@@ -176,7 +176,7 @@ interface CpuSnapshot {
 }
 
 const roles = new Map<number, string>() // pid -> category, for goalpost children
-const CPU_CATEGORIES = ['server', 'worker', 'postgres (bench db backends)', 'postgres (other)', 'redis', 'load generator (bench)']
+const CPU_CATEGORIES = ['server', 'worker', 'postgres (bench db backends)', 'postgres (autovacuum, bench db)', 'postgres (other)', 'redis', 'load generator (bench)']
 
 function procCategory(pid: number, comm: string): string | null {
   const role = roles.get(pid)
@@ -187,7 +187,8 @@ function procCategory(pid: number, comm: string): string | null {
     try {
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
       // Backends ("postgres: 15/main: postgres <db> …") and autovacuum workers of the bench database.
-      return cmdline.includes(dbName) ? 'postgres (bench db backends)' : 'postgres (other)'
+      if (!cmdline.includes(dbName)) return 'postgres (other)'
+      return cmdline.includes('autovacuum') ? 'postgres (autovacuum, bench db)' : 'postgres (bench db backends)'
     } catch {
       return 'postgres (other)'
     }

@@ -1,7 +1,6 @@
-import type { Queue } from 'bullmq'
 import type { Source } from '../db/events.ts'
 import { InputError } from '../errors.ts'
-import { enqueueBatch, type IngestJobData } from '../jobs/queues.ts'
+import type { IngestProducer } from '../jobs/queues.ts'
 import { normaliseMessage, type IngestMessage, type MessageProblem, type MessageType } from '../plugin/normalise.ts'
 
 export interface RejectedMessage {
@@ -69,7 +68,7 @@ export function sortMessages(inputs: readonly unknown[], opts: AcceptOptions) {
  * in which nothing is valid is a 400. Resolves only once Redis has the batch.
  */
 export async function acceptMessages(
-  queue: Queue<IngestJobData>,
+  producer: IngestProducer,
   inputs: readonly unknown[],
   opts: AcceptOptions,
 ): Promise<{ success: true; rejected?: RejectedMessage[] }> {
@@ -82,7 +81,7 @@ export async function acceptMessages(
       inputs.length === 1 ? first.error.message : `none of the ${inputs.length} messages is valid; first: ${first.error.message}`
     throw new InputError(400, first.error.code, message, { rejected })
   }
-  await enqueueBatch(queue, { source: opts.source, messages: accepted })
+  await producer.enqueue({ source: opts.source, messages: accepted })
   opts.observe?.(opts.source, accepted.length, [])
   return rejected.length > 0 ? { success: true, rejected } : { success: true }
 }

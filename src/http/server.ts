@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
 import { InputError, QueueUnavailableError } from '../errors.ts'
-import type { IngestJobData, MaintenanceJobData } from '../jobs/queues.ts'
+import { IngestProducer, type IngestJobData, type MaintenanceJobData } from '../jobs/queues.ts'
 import { ConfigCache } from '../jobs/config-cache.ts'
 import { registerEligibilityRoute } from './eligibility-route.ts'
 import { adminRoutes } from './admin-routes.ts'
@@ -85,8 +85,10 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   }
   registerHealthRoutes(app, deps.db, deps.redis)
   registerMetricsRoute(app, metrics)
-  registerTrackingRoutes(app, deps.queue, deps.config.writeKeys, observe)
-  registerWebhookRoute(app, deps.queue, deps.config, observe)
+  // Requests accepted at the same time share one job (group commit).
+  const producer = new IngestProducer(deps.queue)
+  registerTrackingRoutes(app, producer, deps.config.writeKeys, observe)
+  registerWebhookRoute(app, producer, deps.config, observe)
   registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
   await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken, maintenance: deps.maintenance })
   return app

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { Queue } from 'bullmq'
 import { InputError } from '../errors.ts'
-import type { IngestJobData } from '../jobs/queues.ts'
+import type { IngestProducer } from '../jobs/queues.ts'
 import type { MessageType } from '../plugin/normalise.ts'
 import { acceptMessages, type AcceptObserver } from './accept.ts'
 import { isWriteKeyValid, presentedWriteKey } from './auth.ts'
@@ -25,7 +24,7 @@ export function requireObject(body: unknown): Record<string, unknown> {
 /** The Segment tracking API (`/v1/batch` and the single calls), with write-key auth. */
 export function registerTrackingRoutes(
   app: FastifyInstance,
-  queue: Queue<IngestJobData>,
+  producer: IngestProducer,
   writeKeys: readonly string[],
   observe?: AcceptObserver,
 ) {
@@ -36,7 +35,7 @@ export function registerTrackingRoutes(
     const context = body.context
     if (context !== undefined && (typeof context !== 'object' || context === null || Array.isArray(context)))
       throw new InputError(400, 'invalid_body', 'context: must be an object')
-    return acceptMessages(queue, body.batch, {
+    return acceptMessages(producer, body.batch, {
       source: 'api',
       observe,
       receivedAt: receivedAt(request),
@@ -48,7 +47,7 @@ export function registerTrackingRoutes(
     app.post(`/v1/${type}`, async (request) => {
       requireWriteKey(writeKeys, request)
       const body = requireObject(request.body)
-      return acceptMessages(queue, [body], { source: 'api', observe, receivedAt: receivedAt(request), typeFromPath: type })
+      return acceptMessages(producer, [body], { source: 'api', observe, receivedAt: receivedAt(request), typeFromPath: type })
     })
   }
 }

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify'
-import type { Queue } from 'bullmq'
 import type { Config } from '../config.ts'
 import { InputError } from '../errors.ts'
-import type { IngestJobData } from '../jobs/queues.ts'
+import type { IngestProducer } from '../jobs/queues.ts'
 import { acceptMessages, type AcceptObserver } from './accept.ts'
 import { isSignatureValid, isWriteKeyValid, presentedWriteKey } from './auth.ts'
 import { decode, parseJsonBody, registerRawBody } from './body.ts'
@@ -24,7 +23,7 @@ const invalidSignature = () =>
  */
 export function registerWebhookRoute(
   app: FastifyInstance,
-  queue: Queue<IngestJobData>,
+  producer: IngestProducer,
   config: Pick<Config, 'webhookSecret' | 'writeKeys'>,
   observe?: AcceptObserver,
 ) {
@@ -61,7 +60,7 @@ export function registerWebhookRoute(
           )
         messages = (body as unknown[]).map((m, i) => (i === 0 ? m : withoutReceivedAt(m)))
       }
-      return acceptMessages(queue, messages, { source: 'webhook', observe, receivedAt: receivedAt(request), honourReceivedAt: true })
+      return acceptMessages(producer, messages, { source: 'webhook', observe, receivedAt: receivedAt(request), honourReceivedAt: true })
     })
   })
 }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Source } from '../db/events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
 import { QueueUnavailableError } from '../errors.ts'
+import { GroupCommitter } from './group-commit.ts'
 
 /**
  * Queue names carry a Redis Cluster hash tag, so every key of one queue lands
@@ -59,10 +60,6 @@ export function createIngestQueue(connection: Redis, prefix: string): Queue<Inge
   })
 }
 
-/**
- * Queues one batch and resolves once Redis has it; rejects with
- * QueueUnavailableError when Redis cannot take it in time.
- */
 /** Queues a maintenance job (503 when Redis cannot take it); resolves to its id. */
 export async function enqueueMaintenance(queue: Queue<MaintenanceJobData>, data: MaintenanceJobData, timeoutMs = 5_000): Promise<string> {
   return withTimeout(queue.add(data.kind, data), timeoutMs).then((job) => job.id as string)
@@ -84,10 +81,36 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
   }
 }
 
-export async function enqueueBatch(
-  queue: Queue<IngestJobData>,
-  data: IngestJobData,
-  timeoutMs = 5_000,
-): Promise<string> {
-  return withTimeout(queue.add('batch', data), timeoutMs).then((job) => job.id as string)
+/**
+ * Queues accepted batches with group commit: batches of one source accepted
+ * while earlier ones are being added wait together and go to Redis as one
+ * job (up to `maxMessages`). An idle producer adds a batch at once. Every
+ * request still resolves only once Redis has the job holding its messages,
+ * and rejects with QueueUnavailableError when that does not happen within
+ * `timeoutMs`. Fewer, larger jobs cost less everywhere a job costs (the
+ * Lua scripts, the events stream, the worker's fetch, lock and completion).
+ */
+export class IngestProducer {
+  readonly #bySource = new Map<Source, GroupCommitter<IngestJobData, void>>()
+
+  constructor(
+    readonly queue: Queue<IngestJobData>,
+    private readonly opts: { maxMessages?: number; timeoutMs?: number; maxInFlight?: number } = {},
+  ) {}
+
+  enqueue(data: IngestJobData): Promise<void> {
+    let committer = this.#bySource.get(data.source)
+    if (!committer) {
+      const source = data.source
+      committer = new GroupCommitter<IngestJobData, void>(
+        async (batches) => {
+          await this.queue.add('batch', batches.length === 1 ? batches[0] : { source, messages: batches.flatMap((b) => b.messages) })
+          return batches.map(() => ({ ok: true, value: undefined }))
+        },
+        { weight: (b) => b.messages.length, maxWeight: this.opts.maxMessages ?? 1_000, maxInFlight: this.opts.maxInFlight ?? 4 },
+      )
+      this.#bySource.set(source, committer)
+    }
+    return withTimeout(committer.submit(data), this.opts.timeoutMs ?? 5_000)
+  }
 }
