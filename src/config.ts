@@ -71,7 +71,7 @@ const schema = z.object({
     .regex(/^[A-Za-z0-9_{}-]{1,64}$/, 'must be 1-64 letters, digits, _ - { } (no ":")')
     .default('goalpost'),
   GOALPOST_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  GOALPOST_INGEST_CONCURRENCY: integer(1, 64).default(4),
+  GOALPOST_INGEST_CONCURRENCY: integer(1, 64).default(2),
   GOALPOST_INGEST_GROUP_MESSAGES: integer(1, 100_000).default(1_000),
   GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
 })
