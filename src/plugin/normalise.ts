@@ -70,7 +70,11 @@ const id = z.union([
   z.string().max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`),
   z.number().finite(),
 ])
-const object = z.record(z.string(), z.unknown())
+// A JSON object, checked without copying it (z.record would rebuild every
+// properties/traits/context object key by key, on the ingest hot path).
+const object = z.custom<Record<string, unknown>>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v),
+)
 
 // YYYY-MM-DD, optionally followed by a time of day and a zone offset.
 const ISO_8601 = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?([Zz]|[+-]\d{2}(?::?\d{2})?)?)?$/
