@@ -11,6 +11,13 @@ import { GroupCommitter } from './group-commit.ts'
  */
 export const QUEUE_NAMES = { ingest: '{ingest}', maintenance: '{maintenance}' } as const
 
+/**
+ * BullMQ records job events in a Redis stream per queue (10,000 entries by
+ * default). goalpost itself reads none of them; a short stream keeps Redis
+ * memory small and flat while still serving QueueEvents listeners that keep up.
+ */
+export const EVENT_STREAM = { events: { maxLen: 1_000 } }
+
 /** Jobs of the maintenance queue: the scheduled wake-up (R22, R23) and recomputes (R3). */
 export type MaintenanceJobData = { kind: 'wake' } | { kind: 'recompute'; campaign?: string; dryRun?: boolean }
 
@@ -22,6 +29,7 @@ export function createMaintenanceQueue(connection: Redis, prefix: string): Queue
     connection,
     prefix,
     defaultJobOptions: { attempts: 5, backoff: { type: 'exponential', delay: 1_000 }, removeOnComplete: { count: 100 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    streams: EVENT_STREAM,
     skipWaitingForReady: true,
   })
 }
@@ -56,6 +64,7 @@ export function createIngestQueue(connection: Redis, prefix: string): Queue<Inge
     connection,
     prefix,
     defaultJobOptions: INGEST_JOB_OPTIONS,
+    streams: EVENT_STREAM,
     skipWaitingForReady: true,
   })
 }

@@ -1,7 +1,7 @@
 import type { Context, Plugin } from '@segment/analytics-node'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
-import { INGEST_JOB_OPTIONS, QUEUE_NAMES, type IngestJobData } from '../jobs/queues.ts'
+import { INGEST_JOB_OPTIONS, EVENT_STREAM, QUEUE_NAMES, type IngestJobData } from '../jobs/queues.ts'
 import { normaliseMessage, type IngestMessage } from './normalise.ts'
 
 export interface GoalpostDestinationOptions {
@@ -114,6 +114,7 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
         connection: getConnection(),
         prefix,
         defaultJobOptions: INGEST_JOB_OPTIONS,
+        streams: EVENT_STREAM,
       })
       queue.on('error', () => {}) // connection errors, already reported per call
     }

@@ -95,4 +95,19 @@ describe('IngestProducer (group commit of accepted batches)', () => {
       dead.disconnect()
     }
   })
+
+  it("keeps BullMQ's event stream short, so Redis memory does not grow with the number of jobs", async () => {
+    const queue = createIngestQueue(connection, `${prefix}d`)
+    try {
+      await queue.waitUntilReady()
+      for (let i = 0; i < 6; i++)
+        await queue.addBulk(Array.from({ length: 500 }, () => ({ name: 'batch', data: { source: 'api' as const, messages: [message('s')] } })))
+      expect(await queue.count()).toBe(3000)
+      // Trimming is approximate (whole stream nodes): about 1,000, far from 3,000 "added" events and more.
+      expect(await connection.xlen(`${prefix}d:{ingest}:events`)).toBeLessThan(1_500)
+    } finally {
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
 })
