@@ -17,6 +17,8 @@ export interface AdminDeps {
   maintenance: Queue<MaintenanceJobData>
   /** The apply's time (R13: goal versions start then); tests may pin it. */
   now?: () => Date
+  /** Told after a save, so this process's cached configuration (eligibility) is reloaded at once. */
+  onConfigSaved?: () => void
 }
 
 /** Content types read as YAML; every other body is JSON (body.ts). */
@@ -90,7 +92,10 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
         { errors: validated.errors },
       )
     const result = await applyConfig(deps.db, validated.document, { now: now(), source: 'http', raw: request.body })
-    if (result.changed) request.log.info({ revision: result.revision, changes: result.changes }, 'configuration applied')
+    if (result.changed) {
+      deps.onConfigSaved?.()
+      request.log.info({ revision: result.revision, changes: result.changes }, 'configuration applied')
+    }
     return reply.send(applyResultBody(result))
   })
 

@@ -90,6 +90,12 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerTrackingRoutes(app, producer, deps.config.writeKeys, observe)
   registerWebhookRoute(app, producer, deps.config, observe)
   registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
-  await app.register(adminRoutes, { db: deps.db, adminToken: deps.config.adminToken, maintenance: deps.maintenance })
+  await app.register(adminRoutes, {
+    db: deps.db,
+    adminToken: deps.config.adminToken,
+    maintenance: deps.maintenance,
+    // Eligibility answers from the saved configuration at once, not up to a second later.
+    onConfigSaved: () => configs.invalidate(),
+  })
   return app
 }

@@ -122,4 +122,23 @@ describe('POST /v1/eligibility (R21)', () => {
     const wrong = await ask({ campaign: 'onboarding', userId: 'u1' }, `Basic ${Buffer.from(`${WRITE_KEY}-not:`).toString('base64')}`)
     expect([wrong.status, wrong.body.error.code]).toEqual([401, 'invalid_write_key'])
   })
+
+  it('R21: a campaign saved by PUT /admin/config is known to the very next eligibility question (the server reloads its configuration at once)', async () => {
+    const u = user('late')
+    // The server's configuration is cached (and checked at most once a second): warm it.
+    expect((await ask({ campaign: 'onboarding', userId: u })).status).toBe(200)
+    expect((await ask({ campaign: 'late_campaign', userId: u })).status).toBe(404)
+    const res = await admin(gp, 'PUT', '/admin/config', {
+      segments: [{ key: 'flash', conditions: [{ event: 'Flash Sale Bought', within: `${FLASH_WITHIN / SEC}s` }] }],
+      campaigns: [
+        { key: 'onboarding', external_ids: ['77'], trigger: { event: 'Signed Up' }, filters: US, goal, journey_ttl: '30d' },
+        { key: 'flash_followup', trigger: { segment: 'flash' }, goal },
+        { key: 'late_campaign', trigger: { event: 'Signed Up' }, goal },
+      ],
+    })
+    expect(res.status).toBe(200)
+    const answer = await ask({ campaign: 'late_campaign', userId: u })
+    expect(answer.status).toBe(200)
+    expect(typeof answer.body.eligible).toBe('boolean')
+  })
 })
