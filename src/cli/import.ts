@@ -5,6 +5,7 @@ import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { ConfigCache } from '../jobs/config-cache.ts'
 import { persistBatch } from '../jobs/persist-batch.ts'
+import { analyzeNewTables } from '../db/statistics.ts'
 import { normaliseMessage, type IngestMessage } from '../plugin/normalise.ts'
 
 /** Messages persisted per transaction. */
@@ -36,9 +37,12 @@ export async function importFile(
   const summary: ImportSummary = { lines: 0, inserted: 0, duplicates: 0, invalid: 0, evaluated: 0 }
   const ctx = await new ConfigCache(db).get()
   let batch: IngestMessage[] = []
+  let batches = 0
   const flush = async () => {
     if (batch.length === 0) return
     const outcome = await persistBatch(db, 'import', batch, ctx)
+    // An import into a new database would otherwise read logs without statistics until autovacuum's first round.
+    if (++batches % 20 === 0) await analyzeNewTables(db)
     summary.inserted += outcome.inserted
     summary.duplicates += outcome.duplicates
     summary.evaluated += outcome.evaluated

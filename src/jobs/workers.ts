@@ -16,6 +16,7 @@ import {
 import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
 import { recompute, UnknownCampaignError } from './recompute.ts'
 import { wakeDuePeople } from './wake.ts'
+import { analyzeNewTables } from '../db/statistics.ts'
 
 /** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
 export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
@@ -78,7 +79,12 @@ export async function startWorkers(
     QUEUE_NAMES.maintenance,
     async (job) => {
       const ctx = await configs.get()
-      if (job.data.kind === 'wake') return { woken: await wakeDuePeople(db, ctx, Date.now()) }
+      if (job.data.kind === 'wake') {
+        // A fresh database gets planner statistics within seconds, not at autovacuum's first round.
+        const analyzed = await analyzeNewTables(db)
+        if (analyzed.length > 0) log.info({ tables: analyzed }, 'analyzed tables that had no statistics yet')
+        return { woken: await wakeDuePeople(db, ctx, Date.now()), analyzed }
+      }
       return recompute(db, ctx, {
         campaign: job.data.campaign,
         dryRun: job.data.dryRun,
