@@ -31,11 +31,13 @@
  *   BENCH_ENGINE_SECONDS           length of the latency phase in seconds (30)
  *   BENCH_ENGINE_PHASES            throughput,latency (both)
  *   BENCH_ENGINE_KEEP=1            keep the database, queue keys and run directory
+ *   BENCH_ENGINE_CPU_PROF=1        node --cpu-prof on server and worker; summaries printed, profiles kept in the run directory
  *   BENCH_BUILD                    auto|always|never (auto), as for bench/ingest.ts
  *   BENCH_INGEST_CONCURRENCY       GOALPOST_INGEST_CONCURRENCY for the worker
  *   BENCH_PG_SERVER_URL, BENCH_REDIS_URL
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { formatSummary, summariseProfile } from './cpuprofile.ts'
 import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -91,6 +93,7 @@ const opts = {
   seconds: int('BENCH_ENGINE_SECONDS', 30),
   phases: (process.env.BENCH_ENGINE_PHASES || 'throughput,latency').split(',').map((p) => p.trim()),
   keep: !!process.env.BENCH_ENGINE_KEEP,
+  cpuProf: !!process.env.BENCH_ENGINE_CPU_PROF,
   build: (process.env.BENCH_BUILD || 'auto') as 'auto' | 'always' | 'never',
   ingestConcurrency: process.env.BENCH_INGEST_CONCURRENCY ?? '',
 }
@@ -262,11 +265,12 @@ async function main() {
 
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const server = startChild(children, runDir, 'server', [entry, 'serve'], childEnv({ PORT: String(port), GOALPOST_CONFIG: configFile }))
+  const prof = (name: string) => (opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(runDir, `prof-${name}`)}`] : [])
+  const server = startChild(children, runDir, 'server', [...prof('server'), entry, 'serve'], childEnv({ PORT: String(port), GOALPOST_CONFIG: configFile }))
   await waitReady(server, url)
   const { rows: cfgRows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM campaigns WHERE archived_at IS NULL')
   if (Number(cfgRows[0].n) !== CAMPAIGNS) throw new Error(`expected ${CAMPAIGNS} campaigns applied at start, found ${cfgRows[0].n}`)
-  const worker = startChild(children, runDir, 'worker', [entry, 'worker'], childEnv())
+  const worker = startChild(children, runDir, 'worker', [...prof('worker'), entry, 'worker'], childEnv())
   await waitForLine(worker, 'workers started')
   log(`server pid ${server.proc.pid} on ${url}; worker pid ${worker.proc.pid}; ${CAMPAIGNS} campaigns applied from ${path.relative(ROOT, configFile)}`)
   loadThread = new Worker(new URL('./engine-loadgen.mjs', import.meta.url), { workerData: { url, writeKey: WRITE_KEY } })
@@ -399,12 +403,18 @@ async function main() {
   console.log(`\n${line}\ngoalpost engine bench  ${CAMPAIGNS} campaigns, ${fmt(opts.people)} people x ${EVENTS_PER_PERSON} events, batches of 100, ${opts.concurrency} connections; ${os.cpus().length} cores, ${machineLoad()} at the end\n${line}`)
   for (const s of out) console.log(s)
   console.log(line)
+  if (opts.cpuProf)
+    for (const name of ['server', 'worker']) {
+      const dir = path.join(runDir, `prof-${name}`)
+      for (const f of existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [])
+        console.log(`\nCPU profile ${name}: ${formatSummary(summariseProfile(path.join(dir, f)))}`)
+    }
 }
 
 main()
   .then(async () => {
     await cleanup()
-    if (!opts.keep) rmSync(runDir, { recursive: true, force: true })
+    if (!opts.keep && !opts.cpuProf) rmSync(runDir, { recursive: true, force: true })
     process.exit(0)
   })
   .catch(async (err) => {
