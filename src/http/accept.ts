@@ -48,18 +48,20 @@ export function sortMessages(inputs: readonly unknown[], opts: AcceptOptions) {
   const accepted: IngestMessage[] = []
   const rejected: RejectedMessage[] = []
   const seen = new Set<string>()
+  let bytes = 0
   inputs.forEach((input, index) => {
     const result = normaliseMessage(withBatchContext(input, opts.batchContext), opts)
     if (result.ok) {
       if (seen.has(result.message.messageId)) return
       seen.add(result.message.messageId)
       accepted.push(result.message)
+      bytes += result.bytes
     } else {
       const id = isPlainObject(input) ? input.messageId : undefined
       rejected.push({ index, messageId: typeof id === 'string' || typeof id === 'number' ? String(id) : null, error: result.error })
     }
   })
-  return { accepted, rejected }
+  return { accepted, rejected, bytes }
 }
 
 /**
@@ -73,7 +75,7 @@ export async function acceptMessages(
   opts: AcceptOptions,
 ): Promise<{ success: true; rejected?: RejectedMessage[] }> {
   if (inputs.length === 0) throw new InputError(400, 'empty_batch', 'batch holds no messages')
-  const { accepted, rejected } = sortMessages(inputs, opts)
+  const { accepted, rejected, bytes } = sortMessages(inputs, opts)
   opts.observe?.(opts.source, 0, rejected)
   if (accepted.length === 0) {
     const [first] = rejected
@@ -81,7 +83,7 @@ export async function acceptMessages(
       inputs.length === 1 ? first.error.message : `none of the ${inputs.length} messages is valid; first: ${first.error.message}`
     throw new InputError(400, first.error.code, message, { rejected })
   }
-  await producer.enqueue({ source: opts.source, messages: accepted })
+  await producer.enqueue({ source: opts.source, messages: accepted }, bytes)
   opts.observe?.(opts.source, accepted.length, [])
   return rejected.length > 0 ? { success: true, rejected } : { success: true }
 }

@@ -93,33 +93,45 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
 /**
  * Queues accepted batches with group commit: batches of one source accepted
  * while earlier ones are being added wait together and go to Redis as one
- * job (up to `maxMessages`). An idle producer adds a batch at once. Every
- * request still resolves only once Redis has the job holding its messages,
- * and rejects with QueueUnavailableError when that does not happen within
- * `timeoutMs`. Fewer, larger jobs cost less everywhere a job costs (the
- * Lua scripts, the events stream, the worker's fetch, lock and completion).
+ * job, of at most `maxMessages` messages and `maxBytes` bytes (a larger batch
+ * goes alone). An idle producer adds a batch at once. Every request still
+ * resolves only once Redis has the job holding its messages, and rejects with
+ * QueueUnavailableError when that does not happen within `timeoutMs` (the
+ * batch may still be queued after that; its retry is then a duplicate, which
+ * the messageId makes harmless). Fewer, larger jobs cost less everywhere a job
+ * costs (the Lua scripts, the events stream, the worker's fetch, lock and
+ * completion). The byte bound keeps a worker's held jobs small whatever the
+ * messages' sizes.
  */
 export class IngestProducer {
-  readonly #bySource = new Map<Source, GroupCommitter<IngestJobData, void>>()
+  readonly #bySource = new Map<Source, GroupCommitter<{ data: IngestJobData; bytes: number }, void>>()
 
   constructor(
     readonly queue: Queue<IngestJobData>,
-    private readonly opts: { maxMessages?: number; timeoutMs?: number; maxInFlight?: number } = {},
+    private readonly opts: { maxMessages?: number; maxBytes?: number; timeoutMs?: number; maxInFlight?: number } = {},
   ) {}
 
-  enqueue(data: IngestJobData): Promise<void> {
+  /** `bytes`: the batch's size as sent (its messages serialised). */
+  enqueue(data: IngestJobData, bytes: number): Promise<void> {
     let committer = this.#bySource.get(data.source)
     if (!committer) {
       const source = data.source
-      committer = new GroupCommitter<IngestJobData, void>(
+      const maxMessages = this.opts.maxMessages ?? 1_000
+      const maxBytes = this.opts.maxBytes ?? 1_000_000
+      committer = new GroupCommitter<{ data: IngestJobData; bytes: number }, void>(
         async (batches) => {
-          await this.queue.add('batch', batches.length === 1 ? batches[0] : { source, messages: batches.flatMap((b) => b.messages) })
+          await this.queue.add('batch', batches.length === 1 ? batches[0].data : { source, messages: batches.flatMap((b) => b.data.messages) })
           return batches.map(() => ({ ok: true, value: undefined }))
         },
-        { weight: (b) => b.messages.length, maxWeight: this.opts.maxMessages ?? 1_000, maxInFlight: this.opts.maxInFlight ?? 4 },
+        {
+          // Whichever bound is nearer: each counts as a fraction of a whole group.
+          weight: (b) => Math.max(b.data.messages.length / maxMessages, b.bytes / maxBytes),
+          maxWeight: 1,
+          maxInFlight: this.opts.maxInFlight ?? 4,
+        },
       )
       this.#bySource.set(source, committer)
     }
-    return withTimeout(committer.submit(data), this.opts.timeoutMs ?? 5_000)
+    return withTimeout(committer.submit({ data, bytes }), this.opts.timeoutMs ?? 5_000)
   }
 }

@@ -64,7 +64,14 @@ export interface MessageProblem {
   path?: string
 }
 
-export type NormaliseResult = { ok: true; message: IngestMessage } | { ok: false; error: MessageProblem }
+export type NormaliseResult =
+  | {
+      ok: true
+      message: IngestMessage
+      /** The message's size as sent, serialised (what the per-message limit counts). */
+      bytes: number
+    }
+  | { ok: false; error: MessageProblem }
 
 const id = z.union([
   z.string().max(MAX_ID_LENGTH, `must be at most ${MAX_ID_LENGTH} characters`),
@@ -240,6 +247,7 @@ export function normaliseMessage(
   if (m.receivedAt && !honoured) meta = { ...meta, clientReceivedAt: m.receivedAt }
   return {
     ok: true,
+    bytes,
     message: {
       // Segment libraries always set messageId. Without one, a digest of the
       // message stands in, so a client retrying the same message stays idempotent.

@@ -46,7 +46,7 @@ describe('IngestProducer (group commit of accepted batches)', () => {
       await queue.waitUntilReady()
       const producer = new IngestProducer(queue, { maxInFlight: 1 })
       const batches = Array.from({ length: 20 }, (_, i) => [message(`u${i}`), message(`u${i}`)])
-      await Promise.all(batches.map((messages) => producer.enqueue({ source: 'api', messages })))
+      await Promise.all(batches.map((messages) => producer.enqueue({ source: 'api', messages }, JSON.stringify(messages).length)))
       const jobs = await jobsOf(queue)
       expect(jobs).toHaveLength(1)
       expect(jobs.flatMap((j) => j.messages.map((m) => m.messageId))).toEqual(batches.flat().map((m) => m.messageId))
@@ -63,8 +63,8 @@ describe('IngestProducer (group commit of accepted batches)', () => {
       await queue.waitUntilReady()
       const producer = new IngestProducer(queue, { maxInFlight: 1, maxMessages: 5 })
       await Promise.all([
-        ...Array.from({ length: 6 }, (_, i) => producer.enqueue({ source: 'api', messages: [message(`a${i}`), message(`a${i}`)] })),
-        ...Array.from({ length: 3 }, (_, i) => producer.enqueue({ source: 'webhook', messages: [message(`w${i}`)] })),
+        ...Array.from({ length: 6 }, (_, i) => producer.enqueue({ source: 'api', messages: [message(`a${i}`), message(`a${i}`)] }, 100)),
+        ...Array.from({ length: 3 }, (_, i) => producer.enqueue({ source: 'webhook', messages: [message(`w${i}`)] }, 100)),
       ])
       const jobs = await queue.getJobs(['waiting'])
       for (const j of jobs) {
@@ -73,6 +73,21 @@ describe('IngestProducer (group commit of accepted batches)', () => {
         expect([...sources]).toEqual([j.data.source])
       }
       expect(jobs.reduce((s, j) => s + j.data.messages.length, 0)).toBe(15)
+    } finally {
+      await queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
+
+  it('keeps a job under maxBytes, so large messages make small jobs', async () => {
+    const queue = createIngestQueue(connection, `${prefix}e`)
+    try {
+      await queue.waitUntilReady()
+      const producer = new IngestProducer(queue, { maxInFlight: 1, maxBytes: 100_000 })
+      // Ten batches of 30 KB: three fit in a job, never four.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => producer.enqueue({ source: 'api', messages: [message(`b${i}`)] }, 30_000)))
+      const jobs = await queue.getJobs(['waiting'])
+      expect(jobs.map((j) => j.data.messages.length).sort()).toEqual([1, 3, 3, 3])
     } finally {
       await queue.obliterate({ force: true })
       await queue.close()
@@ -88,7 +103,7 @@ describe('IngestProducer (group commit of accepted batches)', () => {
     try {
       const producer = new IngestProducer(queue, { timeoutMs: 300 })
       const started = Date.now()
-      await expect(producer.enqueue({ source: 'api', messages: [message('x')] })).rejects.toBeInstanceOf(QueueUnavailableError)
+      await expect(producer.enqueue({ source: 'api', messages: [message('x')] }, 100)).rejects.toBeInstanceOf(QueueUnavailableError)
       expect(Date.now() - started).toBeGreaterThanOrEqual(290)
     } finally {
       await queue.close().catch(() => {})
