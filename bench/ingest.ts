@@ -27,6 +27,9 @@
  *   --users N              BENCH_USERS             distinct userIds (50000)
  *   --phases LIST          BENCH_PHASES            combined,split (both)
  *   --workers N            BENCH_WORKERS           worker processes (1)
+ *   --topology split|start BENCH_TOPOLOGY          split: `goalpost serve` + `goalpost worker` processes (default);
+ *                                                 start: one `goalpost start` process (HTTP and workers, as `npm start`
+ *                                                 runs on one machine); its CPU shows as "server"; combined phase only
  *   --ingest-concurrency N BENCH_INGEST_CONCURRENCY GOALPOST_INGEST_CONCURRENCY for workers (goalpost's default)
  *   --runtime build|dist|tsx BENCH_RUNTIME         how goalpost runs (build):
  *                            build: the bench compiles src with tsc into bench/.build/ and runs that
@@ -96,6 +99,7 @@ const { values: flags } = parseArgs({
     users: { type: 'string' },
     phases: { type: 'string' },
     workers: { type: 'string' },
+    topology: { type: 'string' },
     'ingest-concurrency': { type: 'string' },
     runtime: { type: 'string' },
     build: { type: 'string' },
@@ -129,6 +133,7 @@ const opts = {
   users: Math.max(1, int(flags.users, 'BENCH_USERS', 50_000)),
   phases: (flags.phases ?? process.env.BENCH_PHASES ?? 'combined,split').split(',').map((p) => p.trim()),
   workers: Math.max(1, int(flags.workers, 'BENCH_WORKERS', 1)),
+  topology: (flags.topology ?? process.env.BENCH_TOPOLOGY ?? 'split') as 'split' | 'start',
   ingestConcurrency: flags['ingest-concurrency'] ?? process.env.BENCH_INGEST_CONCURRENCY ?? '',
   runtime: (flags.runtime ?? process.env.BENCH_RUNTIME ?? 'build') as 'build' | 'dist' | 'tsx',
   ref: flags.ref ?? process.env.BENCH_REF ?? '',
@@ -142,6 +147,8 @@ const opts = {
   keep: flags.keep!,
 }
 for (const p of opts.phases) if (p !== 'combined' && p !== 'split') throw new Error(`--phases: unknown phase "${p}"`)
+if (opts.topology !== 'split' && opts.topology !== 'start') throw new Error(`--topology: split or start, not "${opts.topology}"`)
+if (opts.topology === 'start' && opts.phases.includes('split')) throw new Error('--topology start runs server and worker in one process: only --phases combined')
 if (!['build', 'dist', 'tsx'].includes(opts.runtime)) throw new Error('--runtime must be build, dist or tsx')
 if ((opts.ref || opts.src) && opts.runtime !== 'build') throw new Error('--ref and --src need --runtime build')
 if (opts.ref && opts.src) throw new Error('--ref and --src exclude each other')
@@ -635,6 +642,7 @@ async function main() {
   const timingArgs = opts.pgTiming ? ['--import', pathToFileURL(path.join(BENCH_DIR, 'pg-timing.mjs')).href] : []
   let workerGeneration = 0
   const startWorkers = async (): Promise<Child[]> => {
+    if (opts.topology === 'start') return [] // the "server" process runs the workers too
     const gen = ++workerGeneration
     const ws = Array.from({ length: opts.workers }, (_, i) => {
       const name = `worker${gen}-${i}`
@@ -654,7 +662,7 @@ async function main() {
 
   const server = startChild(
     'server',
-    goalpostArgs('serve', profArgs('server')),
+    goalpostArgs(opts.topology === 'start' ? 'start' : 'serve', profArgs('server')),
     childEnv({ PORT: String(port), ...(opts.config ? { GOALPOST_CONFIG: path.resolve(opts.config) } : {}) }),
     'server',
   )
