@@ -126,6 +126,17 @@ describe('loadConfig: invalid values', () => {
     expect(problemsOf({ GOALPOST_LOG_LEVEL: 'verbose' })[0]).toMatch(/^GOALPOST_LOG_LEVEL: /)
     expect(problemsOf({ GOALPOST_INGEST_CONCURRENCY: '0' })[0]).toMatch(/^GOALPOST_INGEST_CONCURRENCY: /)
     expect(problemsOf({ GOALPOST_JOB_LOCK_MS: '10' })[0]).toMatch(/^GOALPOST_JOB_LOCK_MS: /)
+    expect(problemsOf({ GOALPOST_INGEST_GROUP_MESSAGES: '0' })[0]).toMatch(/^GOALPOST_INGEST_GROUP_MESSAGES: /)
+    expect(problemsOf({ GOALPOST_INGEST_GROUP_MESSAGES: 'many' })[0]).toMatch(/^GOALPOST_INGEST_GROUP_MESSAGES: /)
+  })
+
+  it('ingest defaults: two transactions at once, up to 1,000 messages each; both can be set', () => {
+    const base = { NODE_ENV: 'test' }
+    expect(loadConfig(base)).toMatchObject({ ingestConcurrency: 2, ingestGroupMessages: 1_000 })
+    expect(loadConfig({ ...base, GOALPOST_INGEST_CONCURRENCY: '4', GOALPOST_INGEST_GROUP_MESSAGES: '250' })).toMatchObject({
+      ingestConcurrency: 4,
+      ingestGroupMessages: 250,
+    })
   })
 
   it('CONTRACT Environment: every problem is reported together, in one error', () => {
