@@ -34,9 +34,26 @@ export class GroupCommitter<T, R> {
     return this.#waiting.length
   }
 
-  submit(item: T): Promise<R> {
+  /**
+   * Runs `item` in a group and settles with its result. Aborting `signal`
+   * while the item still waits takes it out (it will not run) and rejects
+   * with the signal's reason; once its group runs, aborting changes nothing.
+   */
+  submit(item: T, signal?: AbortSignal): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.#waiting.push({ item, resolve, reject })
+      if (signal?.aborted) return reject(signal.reason)
+      const entry = { item, resolve, reject }
+      this.#waiting.push(entry)
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const at = this.#waiting.indexOf(entry)
+          if (at === -1) return // already running
+          this.#waiting.splice(at, 1)
+          reject(signal.reason)
+        },
+        { once: true },
+      )
       this.#schedule()
     })
   }

@@ -74,13 +74,16 @@ export async function enqueueMaintenance(queue: Queue<MaintenanceJobData>, data:
   return withTimeout(queue.add(data.kind, data), timeoutMs).then((job) => job.id as string)
 }
 
-async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
+async function withTimeout<T>(work: Promise<T>, timeoutMs: number, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   try {
     return await Promise.race([
       work,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${timeoutMs} ms`)), timeoutMs)
+        timer = setTimeout(() => {
+          onTimeout?.()
+          reject(new Error(`Redis did not answer within ${timeoutMs} ms`))
+        }, timeoutMs)
       }),
     ])
   } catch (err) {
@@ -96,9 +99,10 @@ async function withTimeout<T>(work: Promise<T>, timeoutMs: number): Promise<T> {
  * job, of at most `maxMessages` messages and `maxBytes` bytes (a larger batch
  * goes alone). An idle producer adds a batch at once. Every request still
  * resolves only once Redis has the job holding its messages, and rejects with
- * QueueUnavailableError when that does not happen within `timeoutMs` (the
- * batch may still be queued after that; its retry is then a duplicate, which
- * the messageId makes harmless). Fewer, larger jobs cost less everywhere a job
+ * QueueUnavailableError when that does not happen within `timeoutMs`: a
+ * batch still waiting then is dropped, one whose add had started may still
+ * land (the client's retry is then a duplicate, which the messageId makes
+ * harmless). Fewer, larger jobs cost less everywhere a job
  * costs (the Lua scripts, the events stream, the worker's fetch, lock and
  * completion). The byte bound keeps a worker's held jobs small whatever the
  * messages' sizes.
@@ -132,6 +136,9 @@ export class IngestProducer {
       )
       this.#bySource.set(source, committer)
     }
-    return withTimeout(committer.submit({ data, bytes }), this.opts.timeoutMs ?? 5_000)
+    // A request that times out while its batch still waits takes the batch
+    // out, so a 503 means "not queued" unless the add had already started.
+    const abort = new AbortController()
+    return withTimeout(committer.submit({ data, bytes }, abort.signal), this.opts.timeoutMs ?? 5_000, () => abort.abort(new Error('timed out')))
   }
 }

@@ -92,4 +92,39 @@ describe('GroupCommitter (group commit of queued batches)', () => {
     const gc = new GroupCommitter<number, number>(async () => [], { weight: () => 1, maxWeight: 10, maxInFlight: 1 })
     await expect(gc.submit(1)).rejects.toThrow(/0 results for 1 items/)
   })
+
+  it('an item aborted while it waits is taken out and never runs; one already running is not affected', async () => {
+    const r = recorder()
+    const gc = new GroupCommitter(r.run, { weight: () => 1, maxWeight: 10, maxInFlight: 1 })
+    const running = new AbortController()
+    const first = gc.submit(1, running.signal)
+    await tick()
+    expect(r.groups).toEqual([[1]])
+    const waiting = new AbortController()
+    const second = gc.submit(2, waiting.signal)
+    const third = gc.submit(3)
+    await tick()
+    waiting.abort(new Error('timed out'))
+    running.abort(new Error('too late'))
+    await expect(second).rejects.toThrow('timed out')
+    expect(gc.waiting).toBe(1)
+    r.releases[0]()
+    expect(await first).toBe('done 1')
+    await tick()
+    r.releases[1]()
+    expect(await third).toBe('done 3')
+    expect(r.groups).toEqual([[1], [3]])
+  })
+
+  it('an item submitted with an aborted signal is refused at once', async () => {
+    const gc = new GroupCommitter<number, number>(async (items) => items.map((i) => ({ ok: true, value: i })), {
+      weight: () => 1,
+      maxWeight: 10,
+      maxInFlight: 1,
+    })
+    const abort = new AbortController()
+    abort.abort(new Error('gone'))
+    await expect(gc.submit(1, abort.signal)).rejects.toThrow('gone')
+    expect(gc.waiting).toBe(0)
+  })
 })
