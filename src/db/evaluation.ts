@@ -3,6 +3,7 @@ import type { ConversionRecord, JourneyRecord, MembershipRecord, PersonEvaluatio
 import { JOURNEY_COMPLETED } from '../core/evaluate-person.ts'
 import type { EngineConfig } from '../core/model.ts'
 import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+import { unnestRows } from './unnest.ts'
 
 /**
  * Reads people's logs for the rules and writes back what the rules derive,
@@ -69,20 +70,6 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 type Row = Record<string, unknown>
 
-/**
- * `unnest(?::t1[], ?::t2[], …) AS alias(c1, c2, …)` over rows, with its
- * bindings (one array per column). For joins (UPDATE … FROM, DELETE … USING):
- * the planner knows how many rows unnest gives (it estimates any
- * jsonb_to_recordset at 100), so it probes the table's index instead of
- * hashing a sequential scan of it.
- */
-function unnestRows(alias: string, columns: readonly string[], types: Record<string, string>, rows: readonly Row[]): [string, unknown[]] {
-  return [
-    `unnest(${columns.map((c) => `?::${types[c]}[]`).join(', ')}) AS ${alias}(${columns.join(', ')})`,
-    columns.map((c) => rows.map((r) => (r[c] === undefined ? null : r[c]))),
-  ]
-}
-
 /** Column values compared as text, so a Date read back equals the ISO string written. */
 function sameRow(a: Row, b: Row, columns: readonly string[]): boolean {
   const norm = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? null : String(v))
@@ -113,7 +100,7 @@ async function syncRows(
     const [from, bindings] = unnestRows('g', spec.key, spec.types, gone)
     await trx.raw(
       `DELETE FROM ${spec.table} t USING ${from} WHERE ${spec.key.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
-      bindings as Knex.RawBinding[],
+      bindings,
     )
   }
   if (changed.length > 0) {
@@ -285,7 +272,7 @@ export async function writeEvaluations(
               converted_at = u.converted_at, updated_at = now()
          FROM ${from}
         WHERE d.delivery_id = u.delivery_id`,
-      bindings as Knex.RawBinding[],
+      bindings,
     )
   }
 

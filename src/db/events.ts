@@ -18,18 +18,16 @@ export const rawPersonId = (m: IngestMessage): string => (m.userId ?? m.anonymou
  * Appends messages to the log in batch order (R2: seq is the persist order).
  * A messageId already in the log is skipped, so only the returned events are
  * new; the person is resolved through identity links (R25) and gets a
- * `people` row if it has none. `source` is one for all messages, or one per
- * message.
+ * `people` row if it has none. `sources[i]` is where message i came from.
  */
 export async function insertEvents(
   trx: Knex.Transaction,
-  source: Source | readonly Source[],
+  sources: readonly Source[],
   messages: readonly IngestMessage[],
 ): Promise<PersistedEvent[]> {
-  const sourceOf = typeof source === 'string' ? () => source : (i: number) => source[i]
   const rows = messages.map((m, i) => ({
     i,
-    source: sourceOf(i),
+    source: sources[i],
     message_id: m.messageId,
     raw_id: rawPersonId(m),
     user_id: m.userId,

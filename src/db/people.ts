@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
 import { foldTraits, type Attributes } from '../core/attributes.ts'
+import { unnestRows } from './unnest.ts'
 
 export interface TraitUpdate {
   personId: string
@@ -46,24 +47,26 @@ export async function applyTraits(trx: Knex.Transaction, updates: readonly Trait
   const lists = ids.map((id) =>
     byPerson.get(id)!.sort((a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || a.seq - b.seq),
   )
+  const [from, bindings] = unnestRows(
+    'r',
+    ['person_id', 'delta', 'first_at', 'first_seq', 'last_at', 'last_seq'],
+    { person_id: 'text', delta: 'jsonb', first_at: 'timestamptz', first_seq: 'bigint', last_at: 'timestamptz', last_seq: 'bigint' },
+    ids.map((id, i) => {
+      const list = lists[i]
+      const [first, last] = [list[0], list[list.length - 1]]
+      return { person_id: id, delta: JSON.stringify(delta(list)), first_at: first.receivedAt, first_seq: first.seq, last_at: last.receivedAt, last_seq: last.seq }
+    }),
+  )
   const { rows } = await trx.raw<{ rows: { person_id: string }[] }>(
     `UPDATE people p
         SET attributes = coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p.attributes || r.delta)
                                     WHERE value <> 'null'::jsonb), '{}'::jsonb),
             traits_received_at = r.last_at, traits_seq = r.last_seq, updated_at = now()
-       FROM unnest(?::text[], ?::jsonb[], ?::timestamptz[], ?::bigint[], ?::timestamptz[], ?::bigint[])
-            AS r(person_id, delta, first_at, first_seq, last_at, last_seq)
+       FROM ${from}
       WHERE p.person_id = r.person_id
         AND (p.traits_received_at IS NULL OR (p.traits_received_at, p.traits_seq) < (r.first_at, r.first_seq))
       RETURNING p.person_id`,
-    [
-      ids,
-      lists.map((list) => JSON.stringify(delta(list))),
-      lists.map((list) => list[0].receivedAt),
-      lists.map((list) => list[0].seq),
-      lists.map((list) => list[list.length - 1].receivedAt),
-      lists.map((list) => list[list.length - 1].seq),
-    ],
+    bindings,
   )
   const applied = new Set(rows.map((r) => r.person_id))
   await refoldPeople(
@@ -99,20 +102,18 @@ export async function refoldPeople(trx: Knex.Transaction, personIds: readonly st
 
 async function writeTraits(trx: Knex.Transaction, people: readonly PersonTraits[]): Promise<void> {
   if (people.length === 0) return
-  // unnest of typed arrays: the planner knows how many rows it joins (it
-  // cannot for jsonb_to_recordset), so it probes people's primary key.
+  const [from, bindings] = unnestRows(
+    'r',
+    ['person_id', 'attributes', 'traits_received_at', 'traits_seq'],
+    { person_id: 'text', attributes: 'jsonb', traits_received_at: 'timestamptz', traits_seq: 'bigint' },
+    people.map((p) => ({ ...p, attributes: JSON.stringify(p.attributes), traits_received_at: p.traits_received_at?.toISOString() ?? null })),
+  )
   await trx.raw(
     `UPDATE people p
         SET attributes = r.attributes, traits_received_at = r.traits_received_at, traits_seq = r.traits_seq,
             updated_at = now()
-       FROM unnest(?::text[], ?::jsonb[], ?::timestamptz[], ?::bigint[])
-            AS r(person_id, attributes, traits_received_at, traits_seq)
+       FROM ${from}
       WHERE p.person_id = r.person_id`,
-    [
-      people.map((p) => p.person_id),
-      people.map((p) => JSON.stringify(p.attributes)),
-      people.map((p) => p.traits_received_at?.toISOString() ?? null),
-      people.map((p) => p.traits_seq),
-    ] as Knex.RawBinding[],
+    bindings,
   )
 }

@@ -3,6 +3,7 @@ import type { Knex } from 'knex'
 import type { Logger } from '../logger.ts'
 import { evaluatePeople, type EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
+import { rawPersonId } from '../db/events.ts'
 import type { IngestJobData } from './queues.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
 import { persistGroup, type BatchPart, type PartOutcome } from './persist-batch.ts'
@@ -167,7 +168,7 @@ export function createIngestProcessor(deps: IngestDeps, opts: IngestProcessorOpt
     const { source, messages } = job.data
     const split = new Map<number, IngestMessage[]>()
     for (const m of messages) {
-      const shard = shardOf((m.userId ?? m.anonymousId) as string, shards.length)
+      const shard = shardOf(rawPersonId(m), shards.length)
       const list = split.get(shard)
       if (list) list.push(m)
       else split.set(shard, [m])
