@@ -75,19 +75,31 @@ export async function insertEvents(
     .sort((a, b) => a.seq - b.seq)
 }
 
+/** The person locks each open transaction holds (advisory xact locks last until it ends). */
+const heldLocks = new WeakMap<Knex.Transaction, Set<string>>()
+
+function held(trx: Knex.Transaction): Set<string> {
+  let ids = heldLocks.get(trx)
+  if (!ids) heldLocks.set(trx, (ids = new Set()))
+  return ids
+}
+
 /**
  * Serialises ingestion per person: every transaction that writes a person's
  * rows first takes these transaction-scoped advisory locks, in a fixed order
- * so that two batches never deadlock on them.
+ * so that two batches never deadlock on them. Ids the transaction has locked
+ * already cost nothing (no statement when all are held).
  */
 export async function lockPeople(trx: Knex.Transaction, ids: Iterable<string>): Promise<void> {
-  const list = [...new Set(ids)]
+  const have = held(trx)
+  const list = [...new Set(ids)].filter((id) => !have.has(id))
   if (list.length === 0) return
   await trx.raw(
     `SELECT pg_advisory_xact_lock(k)
        FROM (SELECT DISTINCT hashtextextended(id, 0) AS k FROM unnest(?::text[]) AS id ORDER BY 1) AS keys`,
     [list],
   )
+  for (const id of list) have.add(id)
 }
 
 /**
@@ -95,22 +107,13 @@ export async function lockPeople(trx: Knex.Transaction, ids: Iterable<string>): 
  * a message naming a linked anonymousId writes its person's rows (events,
  * traits, deliveries), so it takes that person's lock like every other writer,
  * and evaluation, which locks people by their person id, never interleaves
- * with it. A link changes only under its anonymous id's lock, so once the
- * named ids are locked their people are final; a link that changed between
- * the first read and the lock is caught by reading again.
+ * with it. One round trip: goalpost_lock_named_people (migration 000500)
+ * reads the links again after each round of locks until they hold still.
  */
 export async function lockNamedPeople(trx: Knex.Transaction, ids: Iterable<string>): Promise<void> {
   const named = [...new Set(ids)]
   if (named.length === 0) return
-  const locked = new Set<string>()
-  for (;;) {
-    const { rows } = await trx.raw<{ rows: { person_id: string }[] }>(
-      `SELECT DISTINCT person_id FROM identity_links WHERE anonymous_id = ANY(?::text[])`,
-      [named],
-    )
-    const missing = [...new Set([...named, ...rows.map((r) => r.person_id)])].filter((id) => !locked.has(id))
-    if (missing.length === 0) return
-    await lockPeople(trx, missing)
-    for (const id of missing) locked.add(id)
-  }
+  const { rows } = await trx.raw<{ rows: { id: string }[] }>(`SELECT id FROM goalpost_lock_named_people(?::text[]) AS id`, [named])
+  const have = held(trx)
+  for (const r of rows) have.add(r.id)
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import { foldTraits, type Attributes } from '../core/attributes.ts'
+import type { Attributes } from '../core/attributes.ts'
 import { unnestRows } from './unnest.ts'
 
 export interface TraitUpdate {
@@ -7,13 +7,6 @@ export interface TraitUpdate {
   traits: Attributes
   receivedAt: string
   seq: number
-}
-
-interface PersonTraits {
-  person_id: string
-  attributes: Attributes
-  traits_received_at: Date | null
-  traits_seq: number | null
 }
 
 /**
@@ -75,45 +68,12 @@ export async function applyTraits(trx: Knex.Transaction, updates: readonly Trait
   )
 }
 
-/** Recomputes people's attributes from every identify in their log, in rule order (R2). */
+/**
+ * Recomputes people's attributes from every identify in their log, in rule
+ * order (R2), in one round trip: goalpost_refold_traits (migration 000500)
+ * locks the rows, then folds the log as foldTraits does.
+ */
 export async function refoldPeople(trx: Knex.Transaction, personIds: readonly string[]): Promise<void> {
   if (personIds.length === 0) return
-  // Lock the rows before reading the log: a concurrent batch folding into the
-  // same person has then either committed its identifies (and we read them) or
-  // waits and folds on top of what we write.
-  await trx.raw(`SELECT 1 FROM people WHERE person_id = ANY(?::text[]) ORDER BY person_id FOR UPDATE`, [[...personIds]])
-  const { rows } = await trx.raw<{ rows: { person_id: string; properties: Attributes; received_at: Date; seq: number }[] }>(
-    `SELECT person_id, properties, received_at, seq FROM events
-      WHERE person_id = ANY(?::text[]) AND type = 'identify'
-      ORDER BY person_id, received_at, seq`,
-    [[...personIds]],
-  )
-  const folded = new Map<string, PersonTraits>(
-    personIds.map((id) => [id, { person_id: id, attributes: {}, traits_received_at: null, traits_seq: null }]),
-  )
-  for (const r of rows) {
-    const p = folded.get(r.person_id)!
-    p.attributes = foldTraits(p.attributes, [r.properties])
-    p.traits_received_at = r.received_at
-    p.traits_seq = r.seq
-  }
-  await writeTraits(trx, [...folded.values()])
-}
-
-async function writeTraits(trx: Knex.Transaction, people: readonly PersonTraits[]): Promise<void> {
-  if (people.length === 0) return
-  const [from, bindings] = unnestRows(
-    'r',
-    ['person_id', 'attributes', 'traits_received_at', 'traits_seq'],
-    { person_id: 'text', attributes: 'jsonb', traits_received_at: 'timestamptz', traits_seq: 'bigint' },
-    people.map((p) => ({ ...p, attributes: JSON.stringify(p.attributes), traits_received_at: p.traits_received_at?.toISOString() ?? null })),
-  )
-  await trx.raw(
-    `UPDATE people p
-        SET attributes = r.attributes, traits_received_at = r.traits_received_at, traits_seq = r.traits_seq,
-            updated_at = now()
-       FROM ${from}
-      WHERE p.person_id = r.person_id`,
-    bindings,
-  )
+  await trx.raw(`SELECT goalpost_refold_traits(?::text[])`, [[...new Set(personIds)]])
 }
