@@ -1,4 +1,5 @@
 import type { Knex } from 'knex'
+import { unnestRows } from './unnest.ts'
 import { columnsSetBy, type Channel, type DeliveryFact, type StepColumn } from '../core/lifecycle.ts'
 
 export interface DeliveryObservation {
@@ -63,15 +64,16 @@ export async function upsertDeliveries(
     for (const column of columnsSetBy(fact.step)) row[column] ??= receivedAt // sorted: the first is the earliest
   }
   const least = STEP_COLUMNS.map((c) => `${c} = LEAST(deliveries.${c}, excluded.${c})`).join(',\n ')
+  const columns = ['delivery_id', 'person_id', 'campaign_ref', 'journey_ref', 'action_id', 'channel', ...STEP_COLUMNS, 'first_received_at']
+  const [from, bindings] = unnestRows(
+    'r',
+    columns,
+    Object.fromEntries(columns.map((c) => [c, c.endsWith('_at') ? 'timestamptz' : 'text'])),
+    [...rows.values()],
+  )
   await trx.raw(
-    `INSERT INTO deliveries (delivery_id, person_id, campaign_ref, journey_ref, action_id, channel,
-                             ${STEP_COLUMNS.join(', ')}, first_received_at)
-     SELECT delivery_id, person_id, campaign_ref, journey_ref, action_id, channel,
-            ${STEP_COLUMNS.join(', ')}, first_received_at
-       FROM jsonb_to_recordset(?::jsonb) AS r(delivery_id text, person_id text, campaign_ref text, journey_ref text,
-                                             action_id text, channel text,
-                                             ${STEP_COLUMNS.map((c) => `${c} timestamptz`).join(', ')},
-                                             first_received_at timestamptz)
+    `INSERT INTO deliveries (${columns.join(', ')})
+     SELECT ${columns.join(', ')} FROM ${from}
       ORDER BY delivery_id
      ON CONFLICT (delivery_id) DO UPDATE SET
        campaign_ref = coalesce(deliveries.campaign_ref, excluded.campaign_ref),
@@ -80,6 +82,6 @@ export async function upsertDeliveries(
        ${least},
        first_received_at = LEAST(deliveries.first_received_at, excluded.first_received_at),
        updated_at = now()`,
-    [JSON.stringify([...rows.values()])],
+    bindings,
   )
 }

@@ -25,21 +25,12 @@ export async function insertEvents(
   sources: readonly Source[],
   messages: readonly IngestMessage[],
 ): Promise<PersistedEvent[]> {
-  const rows = messages.map((m, i) => ({
-    i,
-    source: sources[i],
-    message_id: m.messageId,
-    raw_id: rawPersonId(m),
-    user_id: m.userId,
-    anonymous_id: m.anonymousId,
-    type: m.type,
-    name: m.name,
-    properties: m.properties,
-    meta: m.meta,
-    context: m.context,
-    received_at: m.receivedAt,
-    sent_timestamp: m.timestamp,
-  }))
+  // Column arrays zipped by ROWS FROM, not one JSON document of rows: Postgres
+  // parses a text[] far faster than it builds jsonb for every row's keys
+  // (about a third of the statement's time went to that), and unnest() tells
+  // the planner how many rows there are. Only the jsonb columns travel as
+  // JSON, one array each (a null comes back as JSON null: nullif).
+  const column = <T>(f: (m: IngestMessage) => T) => messages.map(f)
   // The people the new events belong to get their row in the same statement
   // (sorted, so concurrent batches take the row locks in one order).
   const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string }[] }>(
@@ -47,10 +38,14 @@ export async function insertEvents(
        INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
                            received_at, sent_timestamp, source)
        SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
-              r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
-         FROM jsonb_to_recordset(?::jsonb) AS r(i int, source text, message_id text, raw_id text, user_id text,
-                                               anonymous_id text, type text, name text, properties jsonb, meta jsonb,
-                                               context jsonb, received_at timestamptz, sent_timestamp timestamptz)
+              r.properties, nullif(r.meta, 'null'::jsonb), nullif(r.context, 'null'::jsonb),
+              r.received_at, r.sent_timestamp, r.source
+         FROM ROWS FROM (unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]),
+                         unnest(?::text[]), jsonb_array_elements(?::jsonb), jsonb_array_elements(?::jsonb),
+                         jsonb_array_elements(?::jsonb), unnest(?::timestamptz[]), unnest(?::timestamptz[]),
+                         unnest(?::text[]))
+              WITH ORDINALITY AS r(message_id, raw_id, user_id, anonymous_id, type, name, properties, meta, context,
+                                   received_at, sent_timestamp, source, i)
          LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
         ORDER BY r.i
        ON CONFLICT (message_id) DO NOTHING
@@ -59,7 +54,20 @@ export async function insertEvents(
        INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
      )
      SELECT message_id, seq, person_id FROM ins`,
-    [JSON.stringify(rows)],
+    [
+      column((m) => m.messageId),
+      column(rawPersonId),
+      column((m) => m.userId),
+      column((m) => m.anonymousId),
+      column((m) => m.type),
+      column((m) => m.name),
+      JSON.stringify(column((m) => m.properties)),
+      JSON.stringify(column((m) => m.meta)),
+      JSON.stringify(column((m) => m.context)),
+      column((m) => m.receivedAt),
+      column((m) => m.timestamp),
+      [...sources],
+    ] as Knex.RawBinding[],
   )
   // A messageId twice in one batch: the statement stores the first copy, so
   // the first copy is the one whose effects (traits, lifecycle) apply.

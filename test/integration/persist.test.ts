@@ -82,6 +82,42 @@ async function steps(deliveryId: string): Promise<Record<string, string | null>>
   return Object.fromEntries(STEP_COLUMNS.map((c) => [c, row[c] ? (row[c] as Date).toISOString() : null]))
 }
 
+describe('the log', () => {
+  it('stores every field of a message in its column, in batch order; absent ones as SQL NULL', async () => {
+    const user = uid('cols')
+    const full: IngestMessage = {
+      ...track(user, 'Order Completed', { total: 5, nested: { list: [1, null, 'x'] }, note: 'quote " and \\ backslash' }, at(1)),
+      anonymousId: uid('anon'),
+      meta: { originalTimestamp: at(0) },
+      context: { ip: '203.0.113.7', library: { name: 'analytics-node', version: '2.0.0' } },
+      timestamp: at(0),
+    }
+    const bare = track(user, 'Product Viewed', {}, at(2))
+    await runJob([full, bare])
+    const rows = await db()('events').whereIn('message_id', [full.messageId, bare.messageId]).orderBy('seq')
+    expect(rows.map((r) => r.message_id)).toEqual([full.messageId, bare.messageId])
+    expect(rows[0]).toMatchObject({
+      person_id: user,
+      user_id: user,
+      anonymous_id: full.anonymousId,
+      type: 'track',
+      name: 'Order Completed',
+      properties: full.properties,
+      meta: full.meta,
+      context: full.context,
+      source: 'plugin',
+    })
+    expect([rows[0].received_at.toISOString(), rows[0].sent_timestamp.toISOString()]).toEqual([at(1), at(0)])
+    expect(rows[1]).toMatchObject({ anonymous_id: null, properties: {}, meta: null, context: null, sent_timestamp: null })
+    // SQL NULL, not a JSON null in a jsonb column.
+    const { rows: nulls } = await db().raw(
+      `SELECT count(*)::int AS n FROM events WHERE message_id = ? AND meta IS NULL AND context IS NULL`,
+      [bare.messageId],
+    )
+    expect(nulls[0].n).toBe(1)
+  })
+})
+
 describe('traits (attributes)', () => {
   it('R3: identify traits shallow-merge and a null removes the key', async () => {
     const user = uid('u')
