@@ -22,15 +22,21 @@ export const MAX_EVENT_NAME_LENGTH = 1024
  */
 export const MAX_MESSAGE_DEPTH = 64
 
-/** Whether objects/arrays in `value` nest deeper than `max` levels; iterative, so any depth is safe to ask about. */
+/**
+ * Whether objects/arrays in `value` nest deeper than `max` levels. Recursive,
+ * but never deeper than `max` + 1 calls whatever the input, so any depth is
+ * safe to ask about.
+ */
 export function nestsDeeperThan(value: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[value, 1]]
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!
-    if (node === null || typeof node !== 'object') continue
-    if (depth > max) return true
-    for (const child of Array.isArray(node) ? node : Object.values(node))
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+  if (value === null || typeof value !== 'object') return false
+  if (max < 1) return true
+  if (Array.isArray(value)) {
+    for (const child of value) if (child !== null && typeof child === 'object' && nestsDeeperThan(child, max - 1)) return true
+    return false
+  }
+  for (const key in value) {
+    const child = (value as Record<string, unknown>)[key]
+    if (child !== null && typeof child === 'object' && nestsDeeperThan(child, max - 1)) return true
   }
   return false
 }
@@ -115,14 +121,27 @@ export function parseTimestamp(value: string): Date | null {
   return utcYear >= 1 && utcYear <= 9999 ? utc : null
 }
 
+// What Date#toISOString writes, as every Segment library sends it.
+const CANONICAL_ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+
+/** `value` as an ISO 8601 UTC date-time (toISOString's form), or null: parseTimestamp with a fast path. */
+export function isoTimestamp(value: string): string | null {
+  // Already canonical and exact (no rolled-over date, no 24:00): as it is.
+  if (CANONICAL_ISO.test(value) && !value.startsWith('0000')) {
+    const parsed = new Date(value)
+    if (!Number.isNaN(parsed.getTime()) && parsed.toISOString() === value) return value
+  }
+  return parseTimestamp(value)?.toISOString() ?? null
+}
+
 /** A date-time, parsed once: the schema's output is its ISO 8601 UTC form. */
 const date = z.string().transform((v, ctx) => {
-  const parsed = parseTimestamp(v)
+  const parsed = isoTimestamp(v)
   if (parsed === null) {
     ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 date-time (e.g. 2024-05-01T12:00:00.000Z) in years 1-9999' })
     return z.NEVER
   }
-  return parsed.toISOString()
+  return parsed
 })
 
 const messageSchema = z.looseObject({

@@ -6,6 +6,7 @@ import {
   nestsDeeperThan,
   normaliseMessage,
   parseTimestamp,
+  isoTimestamp,
   type IngestMessage,
   type MessageProblem,
   type MessageType,
@@ -428,6 +429,32 @@ describe('normaliseMessage: nesting depth', () => {
     expect(nestsDeeperThan({ a: [1, { b: 2 }] }, 3)).toBe(false)
     expect(nestsDeeperThan({ a: [1, { b: 2 }] }, 2)).toBe(true)
     expect(nestsDeeperThan(nested(300_000), 10)).toBe(true)
+  })
+})
+
+describe('isoTimestamp', () => {
+  it("agrees with parseTimestamp on toISOString's form, exact dates and impossible ones", () => {
+    const cases = [
+      '2024-05-01T12:00:00.000Z',
+      '2024-02-29T23:59:59.999Z',
+      '9999-12-31T23:59:59.999Z',
+      '0001-01-01T00:00:00.000Z',
+      '0000-06-01T00:00:00.000Z', // year 0: outside 1-9999
+      '2023-02-29T00:00:00.000Z', // not a leap year
+      '2024-04-31T00:00:00.000Z',
+      '2024-01-01T24:00:00.000Z',
+      '2024-01-01T23:59:60.000Z',
+      '2024-13-01T00:00:00.000Z',
+      '2024-05-01T12:00:00.000+02:00',
+      '2024-05-01T12:00:00Z',
+    ]
+    // And every day of a leap and a common year, in canonical form, with one past the month's end.
+    for (const year of [2023, 2024])
+      for (let month = 1; month <= 12; month++)
+        for (let day = 28; day <= 32; day++) cases.push(`${year}-${String(month).padStart(2, '0')}-${String(day).padStart(2, '0')}T06:07:08.009Z`)
+    for (const value of cases) expect(isoTimestamp(value), value).toBe(parseTimestamp(value)?.toISOString() ?? null)
+    expect(isoTimestamp('2024-05-01T12:00:00.000+02:00')).toBe('2024-05-01T10:00:00.000Z')
+    expect(isoTimestamp('2024-02-30T00:00:00.000Z')).toBeNull()
   })
 })
 
