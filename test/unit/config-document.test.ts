@@ -433,6 +433,20 @@ describe('validation errors: every one, with its path', () => {
     expect(errorsOf(YAML.parse('__proto__: { polluted: true }\nsegments: []'))).toEqual(['__proto__: unknown key'])
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
   })
+
+  it('rejects strings and keys Postgres cannot store (NUL, unpaired surrogates) wherever they are, with their path', () => {
+    expect(errorsOf({ segments: [segment({ name: 'VIP\u0000' })] })).toEqual([
+      'segments[0].name: contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored',
+    ])
+    expect(errorsOf({ segments: [segment({ conditions: [{ attribute: 'plan', op: 'in', value: ['pro', 'x\ud800'] }] })] })).toEqual([
+      'segments[0].conditions[0].value[1]: contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored',
+    ])
+    expect(errorsOf({ segments: [segment({ notes: { 'k\udc00': 1 } })] })).toContain(
+      'segments[0].notes.k\udc00: key contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored',
+    )
+    // A surrogate pair (an emoji) is fine.
+    expect(valid({ segments: [segment({ name: 'VIP \ud83d\ude00' })] }).segments[0].key).toBe('vip')
+  })
 })
 
 describe('helpers', () => {

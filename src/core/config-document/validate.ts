@@ -57,15 +57,30 @@ function duplicateKeys(doc: Record<string, unknown>, list: string): Problem[] {
 }
 
 /** `__proto__` keys (JSON.parse and YAML make them own keys) are unknown keys too; zod skips them. */
-function prototypeKeys(input: unknown): Problem[] {
+// A NUL, or a UTF-16 surrogate without its other half: Postgres text and jsonb store neither.
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+
+/**
+ * Problems anywhere in the document, whatever the schema says of the place:
+ * `__proto__` keys, and keys or strings Postgres cannot store (the document is
+ * kept as jsonb, and its names and events as text).
+ */
+function documentWideProblems(input: unknown): Problem[] {
   const problems: Problem[] = []
+  const unstorable = 'contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored'
   const stack: Array<{ node: unknown; path: PropertyKey[] }> = [{ node: input, path: [] }]
   while (stack.length > 0) {
     const { node, path } = stack.pop()!
+    if (typeof node === 'string' && UNSTORABLE.test(node)) problems.push({ path, message: unstorable })
     if (node === null || typeof node !== 'object') continue
     if (Object.prototype.hasOwnProperty.call(node, '__proto__')) problems.push({ path: [...path, '__proto__'], message: 'unknown key' })
     if (Array.isArray(node)) node.forEach((child, i) => stack.push({ node: child, path: [...path, i] }))
-    else for (const [k, child] of Object.entries(node)) if (k !== '__proto__') stack.push({ node: child, path: [...path, k] })
+    else
+      for (const [k, child] of Object.entries(node)) {
+        if (k === '__proto__') continue
+        if (UNSTORABLE.test(k)) problems.push({ path: [...path, k], message: `key ${unstorable}` })
+        stack.push({ node: child, path: [...path, k] })
+      }
   }
   return problems
 }
@@ -99,7 +114,7 @@ export function validateConfigDocument(input: unknown): ValidationResult {
   }
   const problems = [
     ...(outcome.ok ? [] : outcome.problems),
-    ...prototypeKeys(input),
+    ...documentWideProblems(input),
     ...duplicateKeys(input, 'segments'),
     ...duplicateKeys(input, 'campaigns'),
     ...ambiguousCampaignIds(input),
