@@ -6,6 +6,7 @@ import { InputError } from '../errors.ts'
 import type { ConfigCache } from '../jobs/config-cache.ts'
 import { evaluatePeople } from '../jobs/evaluate.ts'
 import { requireObject, requireWriteKey } from './tracking-routes.ts'
+import { isStorableText, UNSTORABLE_TEXT } from '../core/storable.ts'
 
 const asId = (v: unknown) => (typeof v === 'string' && v !== '' ? v : typeof v === 'number' && Number.isFinite(v) ? String(v) : null)
 
@@ -23,6 +24,8 @@ export function registerEligibilityRoute(app: FastifyInstance, deps: { db: Knex;
     const userId = asId(body.userId)
     if (campaignRef === null) throw new InputError(400, 'invalid_body', 'campaign: must be a campaign key (or one of its external_ids)')
     if (userId === null) throw new InputError(400, 'invalid_body', 'userId: must be a non-empty string')
+    for (const [field, value] of [['campaign', campaignRef], ['userId', userId]] as const)
+      if (!isStorableText(value)) throw new InputError(400, 'invalid_body', `${field}: ${UNSTORABLE_TEXT}`)
     const ctx = await deps.configs.get()
     const campaign = campaignResolver(ctx.config.campaigns)(campaignRef)
     if (!campaign) throw new InputError(404, 'unknown_campaign', `campaign: no active campaign "${campaignRef}"`)

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGoalpost, WEBHOOK_SECRET, type TestGoalpost } from '../helpers/goalpost.ts'
-import { brokenBody, fuzzRuns, hostileMessage, hostileValue } from '../helpers/hostile.ts'
+import { ADMIN_TOKEN, startGoalpost, WEBHOOK_SECRET, type TestGoalpost } from '../helpers/goalpost.ts'
+import { brokenBody, fuzzRuns, hostileMessage, hostileString, hostileValue } from '../helpers/hostile.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /**
@@ -128,6 +128,34 @@ describe('hostile input over HTTP (fast-check)', () => {
         const headers = path === '/webhooks/segment' ? { ...json, 'x-signature': sign(body) } : { ...json, authorization: gp.basicAuth }
         const answer = await send(path, body, headers)
         expectAnswer(answer)
+      }),
+      fuzzRuns(150),
+    )
+  })
+
+  it('/v1/eligibility: hostile campaign and userId values get an answer or a 4xx', async () => {
+    // One campaign, so questions get past the campaign lookup to the person's rows.
+    const saved = await fetch(`${gp.url}/admin/config`, {
+      method: 'PUT',
+      headers: { ...json, authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: JSON.stringify({ campaigns: [{ key: 'fz', name: 'Fuzz', goal: { event: 'Order Completed', within: '3d', after: 'clicked' } }] }),
+    })
+    expect(saved.status).toBe(200)
+    // Ids Postgres cannot take (a NUL made this a 500 once), often enough to be sure to be asked.
+    const unstorable = fc.constantFrom('a\u0000b', '\u0000', 'x\ud800', '\udc00')
+    for (const userId of ['a\u0000b', 'x\ud800']) {
+      const answer = await send('/v1/eligibility', JSON.stringify({ campaign: 'fz', userId }), { ...json, authorization: gp.basicAuth })
+      expect([answer.status, answer.body.error?.code]).toEqual([400, 'invalid_body'])
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.constant('fz'), hostileValue, unstorable), fc.oneof(fc.string({ maxLength: 12 }), hostileString, hostileValue, unstorable), async (campaign, userId) => {
+        const answer = await send('/v1/eligibility', JSON.stringify({ campaign, userId }), { ...json, authorization: gp.basicAuth })
+        expect(answer.status, JSON.stringify(answer.body)).toBeLessThan(500)
+        if (answer.status === 200) expect(typeof answer.body.eligible).toBe('boolean')
+        else {
+          expect(answer.status).toBeGreaterThanOrEqual(400)
+          expect(answer.body.error.code.length).toBeGreaterThan(0)
+        }
       }),
       fuzzRuns(150),
     )

@@ -13,6 +13,7 @@ import { deliveryEventSchema, duplicateEvents } from './delivery-events.ts'
 import type { ValidationResult } from './document.ts'
 import { scope } from './references.ts'
 import { segmentCycles, segmentSchema } from './segments.ts'
+import { isStorableText, UNSTORABLE_TEXT } from '../storable.ts'
 import {
   FAILED,
   describe,
@@ -57,9 +58,6 @@ function duplicateKeys(doc: Record<string, unknown>, list: string): Problem[] {
 }
 
 /** `__proto__` keys (JSON.parse and YAML make them own keys) are unknown keys too; zod skips them. */
-// A NUL, or a UTF-16 surrogate without its other half: Postgres text and jsonb store neither.
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
-
 /**
  * Problems anywhere in the document, whatever the schema says of the place:
  * `__proto__` keys, and keys or strings Postgres cannot store (the document is
@@ -67,18 +65,17 @@ const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff
  */
 function documentWideProblems(input: unknown): Problem[] {
   const problems: Problem[] = []
-  const unstorable = 'contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored'
   const stack: Array<{ node: unknown; path: PropertyKey[] }> = [{ node: input, path: [] }]
   while (stack.length > 0) {
     const { node, path } = stack.pop()!
-    if (typeof node === 'string' && UNSTORABLE.test(node)) problems.push({ path, message: unstorable })
+    if (typeof node === 'string' && !isStorableText(node)) problems.push({ path, message: UNSTORABLE_TEXT })
     if (node === null || typeof node !== 'object') continue
     if (Object.prototype.hasOwnProperty.call(node, '__proto__')) problems.push({ path: [...path, '__proto__'], message: 'unknown key' })
     if (Array.isArray(node)) node.forEach((child, i) => stack.push({ node: child, path: [...path, i] }))
     else
       for (const [k, child] of Object.entries(node)) {
         if (k === '__proto__') continue
-        if (UNSTORABLE.test(k)) problems.push({ path: [...path, k], message: `key ${unstorable}` })
+        if (!isStorableText(k)) problems.push({ path: [...path, k], message: `key ${UNSTORABLE_TEXT}` })
         stack.push({ node: child, path: [...path, k] })
       }
   }
