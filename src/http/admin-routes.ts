@@ -9,6 +9,7 @@ import type { Queue } from 'bullmq'
 import type { MaintenanceJobData } from '../jobs/queues.ts'
 import { MAX_REQUEST_BYTES, decode } from './body.ts'
 import { enqueueMaintenance } from '../jobs/queues.ts'
+import { isStorableText, UNSTORABLE_TEXT } from '../core/storable.ts'
 
 export interface AdminDeps {
   db: Knex
@@ -105,6 +106,7 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
     if (typeof body !== 'object' || Array.isArray(body)) throw new InputError(400, 'invalid_body', 'the body must be a JSON object: {campaign?, dry_run?}')
     if (body.campaign !== undefined && (typeof body.campaign !== 'string' || body.campaign === ''))
       throw new InputError(400, 'invalid_body', 'campaign: must be a campaign key')
+    if (typeof body.campaign === 'string' && !isStorableText(body.campaign)) throw new InputError(400, 'invalid_body', `campaign: ${UNSTORABLE_TEXT}`)
     if (body.campaign !== undefined && !(await deps.db('campaigns').where({ key: body.campaign }).whereNull('archived_at').first('key')))
       throw new InputError(404, 'unknown_campaign', `campaign: no active campaign "${body.campaign}"; check the key with GET /admin/config`)
     if (body.dry_run !== undefined && typeof body.dry_run !== 'boolean') throw new InputError(400, 'invalid_body', 'dry_run: must be true or false')

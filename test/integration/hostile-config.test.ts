@@ -141,4 +141,29 @@ describe('PUT /admin/config, fuzzed', () => {
     )
     expect(serverErrors).toEqual([])
   })
+
+  it('POST /admin/recompute: hostile bodies are queued (202) or get a 4xx', async () => {
+    const recompute = async (body: string) => {
+      const res = await fetch(`${gp.url}/admin/recompute`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body,
+      })
+      return { status: res.status, body: JSON.parse(await res.text()) }
+    }
+    expect((await recompute(JSON.stringify({ campaign: 'cart\u0000' }))).status).toBe(400) // once a 500 (Postgres refuses NUL)
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.constant(undefined), fc.constantFrom('cart_recovery', 'a\u0000', 'x\ud800'), hostileValue),
+        fc.oneof(fc.constant(undefined), fc.boolean(), hostileValue),
+        async (campaign, dryRun) => {
+          const answer = await recompute(JSON.stringify({ campaign, dry_run: dryRun }))
+          expect(answer.status, JSON.stringify(answer.body)).toBeLessThan(500)
+          if (answer.status === 202) expect(typeof answer.body.job_id).toBe('string')
+          else expect(answer.body.error.code.length).toBeGreaterThan(0)
+        },
+      ),
+      fuzzRuns(100),
+    )
+  })
 })
