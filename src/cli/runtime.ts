@@ -48,7 +48,7 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
     log.info({ concurrency: config.ingestConcurrency }, 'workers started')
   }
   if (parts.http) {
-    const redis = createRedis(config.redisUrl, 'producer')
+    const redis = createRedis(config.redisUrl, 'producer', config.queuePrefix)
     await waitUntilReady(redis)
     const queue = createIngestQueue(redis, config.queuePrefix)
     const maintenance = createMaintenanceQueue(redis, config.queuePrefix)

@@ -5,8 +5,10 @@ import { Redis, type RedisOptions } from 'ioredis'
  * the caller can answer 503 and the client retries; workers wait and reconnect
  * (BullMQ requires maxRetriesPerRequest: null on them).
  */
-export function createRedis(url: string, role: 'producer' | 'worker'): Redis {
-  const common: RedisOptions = { lazyConnect: false, connectionName: `goalpost-${role}` }
+export function createRedis(url: string, role: 'producer' | 'worker', queuePrefix?: string): Redis {
+  // Named after the role and the installation's queue prefix, so CLIENT LIST
+  // tells which goalpost a connection belongs to (as the plugin's do).
+  const common: RedisOptions = { lazyConnect: false, connectionName: queuePrefix ? `goalpost-${role}:${queuePrefix}` : `goalpost-${role}` }
   const options: RedisOptions =
     role === 'producer'
       ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 5_000 }

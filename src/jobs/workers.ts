@@ -21,6 +21,19 @@ import { analyzeNewTables } from '../db/statistics.ts'
 /** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
 export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
 
+/** Whether `promise` settles within `ms` (a rejection counts as settled: the caller is shutting down). */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>
   maintenance: Worker<MaintenanceJobData>
@@ -38,7 +51,7 @@ export async function startWorkers(
   db: Knex,
   log: Logger,
 ): Promise<RunningWorkers> {
-  const connection = createRedis(config.redisUrl, 'worker')
+  const connection = createRedis(config.redisUrl, 'worker', config.queuePrefix)
   const configs = new ConfigCache(db)
   const ingest = new Worker<IngestJobData, IngestResult>(
     QUEUE_NAMES.ingest,
@@ -104,9 +117,21 @@ export async function startWorkers(
     ingest,
     maintenance,
     configs,
+    /**
+     * Lets active jobs finish, for at most a job lock's duration (after that
+     * another worker would run them again anyway). BullMQ's close can wait
+     * forever when it starts while a connection is reconnecting (a Redis
+     * blip just before SIGTERM), so past the deadline the workers are closed
+     * by force and left behind if even that hangs: an unfinished job is run
+     * again once its lock expires, which changes nothing already stored.
+     */
     async close() {
-      await Promise.all([ingest.close(), maintenance.close()])
-      await maintenanceQueue.close()
+      if (!(await settlesWithin(Promise.all([ingest.close(), maintenance.close()]), config.jobLockMs))) {
+        log.warn({ waitedMs: config.jobLockMs }, 'workers did not stop in time (Redis reconnecting?); closing them by force')
+        if (!(await settlesWithin(Promise.all([ingest.close(true), maintenance.close(true)]), 5_000)))
+          log.warn('workers still not closed; leaving them: their jobs run again when their locks expire')
+      }
+      await settlesWithin(maintenanceQueue.close(), 5_000)
       connection.disconnect()
     },
   }
