@@ -1,21 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import type { Redis } from 'ioredis'
+import { withTimeout } from '../timeout.ts'
 
 async function check(name: string, probe: () => Promise<unknown>, timeoutMs = 2_000) {
-  let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([
-      probe(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
-      }),
-    ])
+    await withTimeout(probe(), timeoutMs, `no answer within ${timeoutMs} ms`)
     return { name, ok: true as const }
   } catch (err) {
     return { name, ok: false as const, error: (err as Error).message }
-  } finally {
-    clearTimeout(timer)
   }
 }
 

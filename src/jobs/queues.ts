@@ -4,6 +4,7 @@ import type { Source } from '../db/events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
 import { QueueUnavailableError } from '../errors.ts'
 import { GroupCommitter } from './group-commit.ts'
+import { withTimeout } from '../timeout.ts'
 
 /**
  * Queue names carry a Redis Cluster hash tag, so every key of one queue lands
@@ -71,25 +72,15 @@ export function createIngestQueue(connection: Redis, prefix: string): Queue<Inge
 
 /** Queues a maintenance job (503 when Redis cannot take it); resolves to its id. */
 export async function enqueueMaintenance(queue: Queue<MaintenanceJobData>, data: MaintenanceJobData, timeoutMs = 5_000): Promise<string> {
-  return withTimeout(queue.add(data.kind, data), timeoutMs).then((job) => job.id as string)
+  return queueWithin(queue.add(data.kind, data), timeoutMs).then((job) => job.id as string)
 }
 
-async function withTimeout<T>(work: Promise<T>, timeoutMs: number, onTimeout?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
+/** `work`, or QueueUnavailableError (503) when Redis does not answer in time. */
+async function queueWithin<T>(work: Promise<T>, timeoutMs: number, onTimeout?: () => void): Promise<T> {
   try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          onTimeout?.()
-          reject(new Error(`Redis did not answer within ${timeoutMs} ms`))
-        }, timeoutMs)
-      }),
-    ])
+    return await withTimeout(work, timeoutMs, `Redis did not answer within ${timeoutMs} ms`, onTimeout)
   } catch (err) {
     throw new QueueUnavailableError(err)
-  } finally {
-    clearTimeout(timer)
   }
 }
 
@@ -139,6 +130,6 @@ export class IngestProducer {
     // A request that times out while its batch still waits takes the batch
     // out, so a 503 means "not queued" unless the add had already started.
     const abort = new AbortController()
-    return withTimeout(committer.submit({ data, bytes }, abort.signal), this.opts.timeoutMs ?? 5_000, () => abort.abort(new Error('timed out')))
+    return queueWithin(committer.submit({ data, bytes }, abort.signal), this.opts.timeoutMs ?? 5_000, () => abort.abort(new Error('timed out')))
   }
 }

@@ -17,22 +17,10 @@ import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
 import { recompute, UnknownCampaignError } from './recompute.ts'
 import { wakeDuePeople } from './wake.ts'
 import { analyzeNewTables } from '../db/statistics.ts'
+import { settlesWithin } from '../timeout.ts'
 
 /** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
 export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
-
-/** Whether `promise` settles within `ms` (a rejection counts as settled: the caller is shutting down). */
-export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms)
-  })
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>

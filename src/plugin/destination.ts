@@ -3,6 +3,7 @@ import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { INGEST_JOB_OPTIONS, EVENT_STREAM, QUEUE_NAMES, type IngestJobData } from '../jobs/queues.ts'
 import { normaliseMessage, type IngestMessage } from './normalise.ts'
+import { withTimeout } from '../timeout.ts'
 
 export interface GoalpostDestinationOptions {
   /** Redis to queue into (default `redis://127.0.0.1:6379`); ignored when `connection` is given. */
@@ -125,7 +126,7 @@ export function goalpostDestination(options: GoalpostDestinationOptions = {}): G
     if (closed) throw new Error('the plugin is closed')
     const deadline = Date.now() + queueTimeoutMs
     await whenReady(getConnection(), queueTimeoutMs)
-    await withTimeout(getQueue().add('batch', { source: 'plugin', messages }), deadline - Date.now(), 'Redis did not take the job')
+    await withTimeout(getQueue().add('batch', { source: 'plugin', messages }), deadline - Date.now(), 'Redis did not take the job within the queue timeout')
   }
 
   const flush = (): Promise<void> => {
@@ -248,14 +249,4 @@ function whenReady(connection: Redis, ms: number): Promise<void> {
     connection.on('ready', onReady)
     connection.on('error', onError)
   })
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} within the queue timeout`)), Math.max(0, ms))
-    }),
-  ]).finally(() => clearTimeout(timer))
 }

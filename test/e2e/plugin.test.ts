@@ -10,6 +10,7 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { goalpostDestination, type GoalpostPluginError } from '../../src/plugin/index.ts'
 import { REDIS_URL } from '../helpers/env.ts'
+import { clientConnections } from '../helpers/redis.ts'
 import { WRITE_KEY, startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
 import fc from 'fast-check'
 import { fuzzRuns, hostileMessage } from '../helpers/hostile.ts'
@@ -54,8 +55,7 @@ const within = <T>(promise: Promise<T>, ms: number, what: string) =>
 async function pluginConnections(): Promise<string[]> {
   const redis = new Redis(REDIS_URL)
   try {
-    const list = (await redis.client('LIST')) as string
-    return list.split('\n').filter((line) => line.includes(` name=goalpost-plugin:${gp.config.queuePrefix} `))
+    return (await clientConnections(redis)).filter((c) => c.name === `goalpost-plugin:${gp.config.queuePrefix}`).map((c) => c.id)
   } finally {
     redis.disconnect()
   }

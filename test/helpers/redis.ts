@@ -18,3 +18,12 @@ export async function deleteQueuePrefix(prefix: string): Promise<void> {
     redis.disconnect()
   }
 }
+
+/** The connections a Redis server lists (CLIENT LIST), with their ids and names. */
+export async function clientConnections(redis: Redis): Promise<{ id: string; name: string }[]> {
+  const list = (await redis.client('LIST')) as string
+  return list
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => ({ id: /(?:^| )id=(\d+)/.exec(line)?.[1] ?? '', name: / name=(\S*)/.exec(line)?.[1] ?? '' }))
+}

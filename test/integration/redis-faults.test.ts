@@ -2,6 +2,7 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { REDIS_URL } from '../helpers/env.ts'
 import { startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
+import { clientConnections } from '../helpers/redis.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // Redis connections cut while goalpost takes and persists batches (a
@@ -29,12 +30,7 @@ afterAll(async () => {
 
 /** Ids of the Redis connections of the goalpost with this queue prefix (this file's, by default). */
 async function ourConnections(prefix = gp.config.queuePrefix): Promise<string[]> {
-  const list = (await admin.client('LIST')) as string
-  return list
-    .split('\n')
-    .map((line) => ({ id: /(?:^| )id=(\d+)/.exec(line)?.[1], name: / name=(\S*)/.exec(line)?.[1] ?? '' }))
-    .filter((c) => c.id && (c.name.endsWith(`:${prefix}`) || c.name.startsWith(`${prefix}:`)))
-    .map((c) => c.id!)
+  return (await clientConnections(admin)).filter((c) => c.name.endsWith(`:${prefix}`) || c.name.startsWith(`${prefix}:`)).map((c) => c.id)
 }
 
 const batch = (n: number) => ({

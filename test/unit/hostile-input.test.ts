@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { isStorableText } from '../../src/core/storable.ts'
 import { InputError } from '../../src/errors.ts'
 import { parseJsonBody } from '../../src/http/body.ts'
 import { MAX_ID_LENGTH, MAX_MESSAGE_BYTES, MESSAGE_TYPES, isoTimestamp, normaliseMessage } from '../../src/plugin/normalise.ts'
@@ -9,12 +10,9 @@ import { brokenBody, fuzzRuns, hostileMessage, hostileValue } from '../helpers/h
 // throws), and what it lets through is what Postgres can store.
 
 const receivedAt = '2026-01-01T00:00:00.000Z'
-// A NUL, or a UTF-16 surrogate without its other half: Postgres text and jsonb refuse both.
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
-
 function unstorableStrings(value: unknown, found: string[] = []): string[] {
   if (typeof value === 'string') {
-    if (UNSTORABLE.test(value)) found.push(value)
+    if (!isStorableText(value)) found.push(value)
   } else if (Array.isArray(value)) for (const v of value) unstorableStrings(v, found)
   else if (value !== null && typeof value === 'object')
     for (const [k, v] of Object.entries(value)) {
