@@ -36,6 +36,7 @@ export async function evaluateLocked(
   ctx: EvaluationContext,
   now: number,
   scope: { campaignKeys?: readonly string[]; segmentKeys?: readonly string[] } = {},
+  _opts: EvaluateOptions = {},
 ): Promise<Evaluated> {
   const logs = await loadPersonEvents(trx, personIds, ctx.relevantNames, ctx.deliveryTable)
   const results = new Map<string, PersonEvaluation>()
@@ -49,12 +50,23 @@ export async function evaluateLocked(
   return { summary, results, logs }
 }
 
-/** Evaluates people in a transaction of its own (scheduled refresh, eligibility, recompute). */
-export async function evaluatePeople(db: Knex, personIds: readonly string[], ctx: EvaluationContext, now: number): Promise<Evaluated> {
+export interface EvaluateOptions {
+  /** Replay every person's whole log, whatever state is stored (inputs stored out of rule order: import, merges). */
+  replay?: boolean
+}
+
+/** Evaluates people in a transaction of its own (scheduled refresh, eligibility, recompute, import). */
+export async function evaluatePeople(
+  db: Knex,
+  personIds: readonly string[],
+  ctx: EvaluationContext,
+  now: number,
+  opts: EvaluateOptions = {},
+): Promise<Evaluated> {
   if (personIds.length === 0) return { summary: emptySummary(), results: new Map(), logs: new Map() } as Evaluated
   return db.transaction(async (trx) => {
     await lockPeople(trx, personIds)
-    return evaluateLocked(trx, personIds, ctx, now)
+    return evaluateLocked(trx, personIds, ctx, now, {}, opts)
   })
 }
 

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import { deliveryFact } from '../plugin/delivery-events.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
-import { insertEvents, lockNamedPeople, type Source } from '../db/events.ts'
+import { insertEvents, lockNamedPeople, type PersistedEvent, type Source } from '../db/events.ts'
 import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
@@ -61,6 +61,101 @@ export async function persistBatch(
   return outcome
 }
 
+/** What storeGroup wrote, for the evaluation that follows it. */
+export interface StoredGroup {
+  /** The messages new to the log, in persist order, with their seq and person. */
+  events: PersistedEvent[]
+  /** Every person whose log changed. */
+  people: string[]
+  merges: Merge[]
+  deliveries: number
+  /** The people the configuration needs evaluated, each with the part that first named them. */
+  toEvaluate: Map<string, number>
+  parts: PartOutcome[]
+}
+
+/**
+ * Stores a group of batches inside the caller's transaction, without
+ * evaluating anyone: the log, people and their traits, identity merges (R25)
+ * and delivery lifecycles (R4), under the people's locks. Returns who needs
+ * evaluating. Only messages new to the log have effects (idempotent).
+ */
+export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPart[], ctx: EvaluationContext): Promise<StoredGroup> {
+  const messages = parts.flatMap((p) => p.messages)
+  const sources = parts.flatMap((p) => p.messages.map(() => p.source))
+  // partOf[i]: the part message i came from.
+  const partOf = parts.flatMap((p, n) => p.messages.map(() => n))
+  const counts: PartOutcome[] = parts.map((p) => ({ inserted: 0, duplicates: p.messages.length, merges: 0, deliveries: 0, evaluated: 0 }))
+  const deliveryTable = ctx.deliveryTable
+  const relevant = new Set(ctx.relevantNames)
+  const evaluates = ctx.config.campaigns.length > 0 || ctx.config.segments.length > 0
+  await lockNamedPeople(
+    trx,
+    messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
+  )
+  const events = await insertEvents(trx, sources, messages)
+  for (const e of events) {
+    counts[partOf[e.index]].inserted++
+    counts[partOf[e.index]].duplicates--
+  }
+  const people = new Set(events.map((e) => e.personId))
+
+  const observations: DeliveryObservation[] = []
+  for (const e of events) {
+    if (e.message.type !== 'track' || e.message.name === null) continue
+    const fact = deliveryFact(deliveryTable, e.message.name, e.message.properties)
+    if (fact && fact.step !== 'recorded') {
+      observations.push({ fact, personId: e.personId, receivedAt: e.message.receivedAt, seq: e.seq })
+      counts[partOf[e.index]].deliveries++
+    }
+  }
+  await upsertDeliveries(trx, observations)
+
+  await applyTraits(
+    trx,
+    events
+      .filter((e) => e.message.type === 'identify')
+      .map((e) => ({ personId: e.personId, traits: e.message.properties, receivedAt: e.message.receivedAt, seq: e.seq })),
+  )
+
+  const linkPart = new Map<string, number>()
+  const merges = await mergeIdentities(
+    trx,
+    events.flatMap((e) => {
+      const m = e.message
+      const fromId = m.type === 'alias' ? m.meta?.previousId : m.type === 'identify' ? m.anonymousId : null
+      if (!fromId || !m.userId) return []
+      if (!linkPart.has(fromId)) linkPart.set(fromId, partOf[e.index])
+      return [{ fromId, toId: m.userId, receivedAt: m.receivedAt, seq: e.seq, messageId: m.messageId }]
+    }),
+  )
+  for (const m of merges) counts[linkPart.get(m.from) ?? 0].merges++
+  // The part that first named a person to evaluate counts the evaluation.
+  const evaluatedBy = new Map<string, number>()
+  if (evaluates) {
+    for (const e of events)
+      if ((e.message.type === 'identify' || (e.message.name !== null && relevant.has(e.message.name))) && !evaluatedBy.has(e.personId))
+        evaluatedBy.set(e.personId, partOf[e.index])
+    // R25: the merged person is judged on the whole merged log, and the
+    // merged-away id's derived rows move or go.
+    for (const { from, into } of merges) {
+      const part = linkPart.get(from) ?? 0
+      if (!evaluatedBy.has(from)) evaluatedBy.set(from, part)
+      if (!evaluatedBy.has(into)) evaluatedBy.set(into, part)
+    }
+  }
+  for (const { from, into } of merges) {
+    people.delete(from)
+    people.add(into)
+  }
+  // Ids resolved before a merge in this batch now belong to the merged person.
+  const mergedInto = new Map(merges.map((m) => [m.from, m.into]))
+  for (const [id, part] of [...evaluatedBy])
+    if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
+  for (const part of evaluatedBy.values()) counts[part].evaluated++
+  return { events, people: [...people], merges, deliveries: observations.length, toEvaluate: evaluatedBy, parts: counts }
+}
+
 /**
  * persistBatch for several queued batches at once (group commit): one
  * transaction, so the per-transaction and per-statement costs are paid once
@@ -73,89 +168,19 @@ export async function persistGroup(
   now: () => number = Date.now,
 ): Promise<GroupOutcome> {
   const messages = parts.flatMap((p) => p.messages)
-  const sources = parts.flatMap((p) => p.messages.map(() => p.source))
-  // partOf[i]: the part message i came from.
-  const partOf = parts.flatMap((p, n) => p.messages.map(() => n))
-  const counts: PartOutcome[] = parts.map((p) => ({ inserted: 0, duplicates: p.messages.length, merges: 0, deliveries: 0, evaluated: 0 }))
-  const deliveryTable = ctx.deliveryTable
-  const relevant = new Set(ctx.relevantNames)
-  const evaluates = ctx.config.campaigns.length > 0 || ctx.config.segments.length > 0
   return db.transaction(async (trx) => {
-    await lockNamedPeople(
-      trx,
-      messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
-    )
-    const events = await insertEvents(trx, sources, messages)
-    for (const e of events) {
-      counts[partOf[e.index]].inserted++
-      counts[partOf[e.index]].duplicates--
-    }
-    const people = new Set(events.map((e) => e.personId))
-
-    const observations: DeliveryObservation[] = []
-    for (const e of events) {
-      if (e.message.type !== 'track' || e.message.name === null) continue
-      const fact = deliveryFact(deliveryTable, e.message.name, e.message.properties)
-      if (fact && fact.step !== 'recorded') {
-        observations.push({ fact, personId: e.personId, receivedAt: e.message.receivedAt, seq: e.seq })
-        counts[partOf[e.index]].deliveries++
-      }
-    }
-    await upsertDeliveries(trx, observations)
-
-    await applyTraits(
-      trx,
-      events
-        .filter((e) => e.message.type === 'identify')
-        .map((e) => ({ personId: e.personId, traits: e.message.properties, receivedAt: e.message.receivedAt, seq: e.seq })),
-    )
-
-    const linkPart = new Map<string, number>()
-    const merges = await mergeIdentities(
-      trx,
-      events.flatMap((e) => {
-        const m = e.message
-        const fromId = m.type === 'alias' ? m.meta?.previousId : m.type === 'identify' ? m.anonymousId : null
-        if (!fromId || !m.userId) return []
-        if (!linkPart.has(fromId)) linkPart.set(fromId, partOf[e.index])
-        return [{ fromId, toId: m.userId, receivedAt: m.receivedAt, seq: e.seq, messageId: m.messageId }]
-      }),
-    )
-    for (const m of merges) counts[linkPart.get(m.from) ?? 0].merges++
-    // The part that first named a person to evaluate counts the evaluation.
-    const evaluatedBy = new Map<string, number>()
-    if (evaluates) {
-      for (const e of events)
-        if ((e.message.type === 'identify' || (e.message.name !== null && relevant.has(e.message.name))) && !evaluatedBy.has(e.personId))
-          evaluatedBy.set(e.personId, partOf[e.index])
-      // R25: the merged person is judged on the whole merged log, and the
-      // merged-away id's derived rows move or go.
-      for (const { from, into } of merges) {
-        const part = linkPart.get(from) ?? 0
-        if (!evaluatedBy.has(from)) evaluatedBy.set(from, part)
-        if (!evaluatedBy.has(into)) evaluatedBy.set(into, part)
-      }
-    }
-    for (const { from, into } of merges) {
-      people.delete(from)
-      people.add(into)
-    }
-    // Ids resolved before a merge in this batch now belong to the merged person.
-    const mergedInto = new Map(merges.map((m) => [m.from, m.into]))
-    for (const [id, part] of [...evaluatedBy])
-      if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
-    for (const part of evaluatedBy.values()) counts[part].evaluated++
-    const toEvaluate = [...evaluatedBy.keys()]
+    const stored = await storeGroup(trx, parts, ctx)
+    const toEvaluate = [...stored.toEvaluate.keys()]
     const evaluation = toEvaluate.length > 0 ? (await evaluateLocked(trx, toEvaluate, ctx, now())).summary : null
     return {
-      inserted: events.length,
-      duplicates: messages.length - events.length,
-      people: [...people],
-      merges,
-      deliveries: observations.length,
+      inserted: stored.events.length,
+      duplicates: messages.length - stored.events.length,
+      people: stored.people,
+      merges: stored.merges,
+      deliveries: stored.deliveries,
       evaluated: toEvaluate.length,
       evaluation,
-      parts: counts,
+      parts: stored.parts,
     }
   })
 }
