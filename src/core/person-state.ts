@@ -17,22 +17,30 @@ export interface TimelineEvent {
 
 type EventCondition = Extract<PersonCondition, { kind: 'event' }>
 
-/** The processing times of the events an event condition counts, oldest first. */
+/**
+ * What an event condition counts: the processing times of the counted events
+ * still inside its rolling window, oldest first, or just how many there were
+ * when it has no window (R24).
+ */
 class Counter {
-  readonly times: number[] = []
+  times: number[] = []
+  total = 0
   /** Index of the first time still inside the window (the window only moves forward). */
   private start = 0
   constructor(readonly condition: EventCondition) {}
 
   observe(e: TimelineEvent): void {
     if (e.type === 'track' || e.type === 'page' || e.type === 'screen')
-      if (e.name === this.condition.event && matchesFilter(this.condition.where, e.properties)) this.times.push(e.receivedAt)
+      if (e.name === this.condition.event && matchesFilter(this.condition.where, e.properties)) {
+        if (this.condition.withinMs === undefined) this.total++
+        else this.times.push(e.receivedAt)
+      }
   }
 
   /** R24: events counted at `t` are those with t - within < received_at <= t. */
   count(t: number): number {
     const within = this.condition.withinMs
-    if (within === undefined) return this.times.length
+    if (within === undefined) return this.total
     while (this.start < this.times.length && this.times[this.start] <= t - within) this.start++
     return this.times.length - this.start
   }
@@ -43,6 +51,19 @@ class Counter {
     if (within === undefined) return null
     for (let i = this.start; i < this.times.length; i++) if (this.times[i] + within > t) return this.times[i] + within
     return null
+  }
+
+  /** What instants from `t` on can still count: the times not yet out of the window at `t`, or the count. */
+  export(t: number): number[] | number {
+    const within = this.condition.withinMs
+    if (within === undefined) return this.total
+    return this.times.filter((at) => at + within > t)
+  }
+
+  restore(saved: number[] | number): void {
+    if (typeof saved === 'number') this.total = saved
+    else this.times = [...saved]
+    this.start = 0
   }
 }
 
@@ -121,6 +142,19 @@ export class PersonState {
       }
     }
     return { joined, left }
+  }
+
+  /** The counters in configuration order, as stored between evaluations (engine-state.ts), pruned to what counts from `t` on. */
+  exportCounters(t: number): Array<number[] | number> {
+    return [...this.counters.values()].map((c) => c.export(t))
+  }
+
+  /** Restores exportCounters' output, written under the same configuration; false if it does not fit. */
+  restoreCounters(saved: ReadonlyArray<number[] | number>): boolean {
+    const counters = [...this.counters.values()]
+    if (saved.length !== counters.length) return false
+    counters.forEach((c, i) => c.restore(saved[i]))
+    return true
   }
 
   /** The next instant after `t` at which time alone may change a count (R23). */

@@ -1,0 +1,187 @@
+import { isAttributableChannel, type DeliveryView, type Mark } from './goals.ts'
+import type { CampaignDef } from './model.ts'
+import type { Engine, JourneyRecord } from './evaluate-person.ts'
+import { STATE_VERSION, type DeliverySnapshot, type EngineSnapshot, type JourneySnapshot, type MarkSnapshot } from './engine-state.ts'
+
+/**
+ * Between the engine's live objects and the stored state (engine-state.ts):
+ * what is kept, what is dropped because no later input or instant can change
+ * an outcome through it, and how a kept state is brought back.
+ */
+
+export interface Journey extends JourneyRecord {
+  campaign: CampaignDef
+  triggerProperties: Record<string, unknown> | null
+  /** R15: the segments the person was in at entry, for whichever goal version judges a candidate (R13). */
+  membersAtEntry: ReadonlySet<string>
+  /** R22: journey_ids senders named on its deliveries. */
+  refs: Set<string>
+  deliveries: Delivery[]
+}
+
+export interface Delivery extends DeliveryView {
+  journey: Journey
+  campaignKey: string
+  convertedAt: number | null
+  journeyRef: string | null
+  /** The processing time of the last input about it. */
+  lastTouched: number
+}
+
+/** R10: the longest window any goal version of the campaign has (windows are at most 90 days). */
+function longestWindow(c: CampaignDef): number {
+  let ms = 0
+  for (const v of c.goals) if (v.goal && v.goal.withinMs > ms) ms = v.goal.withinMs
+  return ms
+}
+
+/** R9: the trigger properties a goal version refers to ({trigger: path}), as top-level keys. */
+function triggerKeys(c: CampaignDef): string[] {
+  const keys = new Set<string>()
+  for (const v of c.goals)
+    if (v.goal?.kind === 'event')
+      for (const cond of v.goal.where?.conditions ?? [])
+        if (cond.value && 'trigger' in cond.value) {
+          keys.add(cond.value.trigger) // valueAt tries the whole path as a key first
+          keys.add(cond.value.trigger.split('.')[0])
+        }
+  return [...keys]
+}
+
+/** R15: the segments a goal version joins or leaves. */
+function goalSegments(c: CampaignDef): Set<string> {
+  return new Set(c.goals.flatMap((v) => (v.goal?.kind === 'segment' ? [v.goal.segment] : [])))
+}
+
+/**
+ * A delivery can still change an outcome without an input of its own only by
+ * being credited with a conversion: its journey has not converted (R12) and
+ * had a goal at entry (R14), it can be attributed (R5, R6, R20), and its
+ * latest mark is recent enough for a window from it to reach `t` (R10). An
+ * input about a dropped delivery makes the next evaluation replay the log.
+ */
+function canStillConvert(d: Delivery, t: number): boolean {
+  const j = d.journey
+  return (
+    j.convertedAt === null &&
+    j.goalVersion !== null &&
+    !d.revoked &&
+    !d.afterExit &&
+    isAttributableChannel(d.channel, j.campaign.webhookConversions) &&
+    d.lastTouched + longestWindow(j.campaign) >= t
+  )
+}
+
+const markOut = (m: Mark | undefined): MarkSnapshot | undefined => (m ? [m.at, m.seq] : undefined)
+const markIn = (m: MarkSnapshot | undefined): Mark | undefined => (m ? { at: m[0], seq: m[1] } : undefined)
+const finite = (n: number): number | null => (Number.isFinite(n) ? n : null)
+
+function deliveryOut(d: Delivery): DeliverySnapshot {
+  const s: DeliverySnapshot = { id: d.deliveryId, ch: d.channel, lt: d.lastTouched }
+  if (d.sent) s.s = markOut(d.sent)
+  if (d.delivered) s.dl = markOut(d.delivered)
+  if (d.opened) s.o = markOut(d.opened)
+  if (d.clicked) s.c = markOut(d.clicked)
+  if (d.revoked) s.rv = 1
+  if (d.afterExit) s.ax = 1
+  if (d.convertedAt !== null) s.cv = d.convertedAt
+  if (d.journeyRef !== null) s.ref = d.journeyRef
+  return s
+}
+
+function journeyOut(j: Journey, latest: boolean, deliveries: DeliverySnapshot[]): JourneySnapshot {
+  let trig: Record<string, unknown> | null = null
+  if (j.triggerProperties) {
+    trig = {}
+    for (const k of triggerKeys(j.campaign)) if (Object.hasOwn(j.triggerProperties, k)) trig[k] = j.triggerProperties[k]
+  }
+  const segments = goalSegments(j.campaign)
+  const s: JourneySnapshot = {
+    id: j.journeyId,
+    c: j.campaignKey,
+    at: j.enteredAt,
+    cause: j.entryCause,
+    m: j.entryMessageId,
+    gv: j.goalVersion,
+    x: j.exitedAt,
+    xr: j.exitReason,
+    done: j.completedAt,
+    cv: j.convertedAt,
+    trig,
+    mae: [...j.membersAtEntry].filter((k) => segments.has(k)),
+    refs: latest ? [...j.refs] : [],
+    d: deliveries,
+  }
+  if (latest) s.last = 1
+  return s
+}
+
+/** The state to store after a run that ended at instant `t`, without what can no longer matter (see canStillConvert). */
+export function snapshotOf(engine: Engine, t: number): EngineSnapshot {
+  const journeys: JourneySnapshot[] = []
+  for (const j of engine.journeys) {
+    const latest = engine.latest.get(j.campaignKey) === j
+    const kept = j.deliveries.filter((d) => canStillConvert(d, t))
+    // The latest journey decides where a delivery goes and whether a trigger starts a new one (R17).
+    if (latest || kept.length > 0) journeys.push(journeyOut(j, latest, kept.map(deliveryOut)))
+  }
+  return {
+    v: STATE_VERSION,
+    at: engine.watermark?.at ?? null,
+    seq: engine.watermark?.seq ?? null,
+    t: finite(t),
+    attrs: engine.state.attributes,
+    in: [...engine.state.members],
+    n: engine.state.exportCounters(t),
+    open: [...engine.openMembership.values()].map((m) => [m.segmentKey, m.joinedAt, m.joinMessageId]),
+    j: journeys,
+  }
+}
+
+/** The journeys of a stored state, live again; null when one names a campaign the configuration lacks. */
+export function journeysFromSnapshot(
+  saved: readonly JourneySnapshot[],
+  campaigns: ReadonlyMap<string, CampaignDef>,
+  revoked: ReadonlySet<string>,
+): Array<{ journey: Journey; latest: boolean }> | null {
+  const out: Array<{ journey: Journey; latest: boolean }> = []
+  for (const s of saved) {
+    const campaign = campaigns.get(s.c)
+    if (!campaign) return null
+    const journey: Journey = {
+      journeyId: s.id,
+      campaignKey: s.c,
+      enteredAt: s.at,
+      entryCause: s.cause,
+      entryMessageId: s.m,
+      goalVersion: s.gv,
+      exitedAt: s.x,
+      exitReason: s.xr,
+      completedAt: s.done,
+      convertedAt: s.cv,
+      campaign,
+      triggerProperties: s.trig,
+      membersAtEntry: new Set(s.mae),
+      refs: new Set(s.refs),
+      deliveries: [],
+    }
+    for (const d of s.d)
+      journey.deliveries.push({
+        deliveryId: d.id,
+        channel: d.ch,
+        sent: markIn(d.s),
+        delivered: markIn(d.dl),
+        opened: markIn(d.o),
+        clicked: markIn(d.c),
+        revoked: d.rv === 1 || revoked.has(d.id),
+        afterExit: d.ax === 1,
+        journey,
+        campaignKey: s.c,
+        convertedAt: d.cv ?? null,
+        journeyRef: d.ref ?? null,
+        lastTouched: d.lt,
+      })
+    out.push({ journey, latest: s.last === 1 })
+  }
+  return out
+}
