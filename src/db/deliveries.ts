@@ -32,13 +32,16 @@ const STEP_COLUMNS: readonly StepColumn[] = [
 /**
  * Folds lifecycle events into `deliveries` (R4, R5, R7). Each step keeps the
  * earliest processing time recorded for it (LEAST), which makes the result
- * independent of arrival order; ids keep the first value named.
+ * independent of arrival order; ids keep the first value named. Returns the
+ * deliveries that had no row before (incremental evaluation needs to know an
+ * input about a delivery it has forgotten from one about a new delivery).
  */
 export async function upsertDeliveries(
   trx: Knex.Transaction,
   observations: readonly DeliveryObservation[],
-): Promise<void> {
-  if (observations.length === 0) return
+): Promise<Set<string>> {
+  const created = new Set<string>()
+  if (observations.length === 0) return created
   // ON CONFLICT may touch a row once per statement: fold the batch per delivery first.
   const rows = new Map<string, DeliveryRow>()
   const sorted = [...observations].sort(
@@ -71,7 +74,8 @@ export async function upsertDeliveries(
     Object.fromEntries(columns.map((c) => [c, c.endsWith('_at') ? 'timestamptz' : 'text'])),
     [...rows.values()],
   )
-  await trx.raw(
+  // xmax = 0: the row was inserted by this statement, not updated (no row before).
+  const { rows: written } = await trx.raw<{ rows: { delivery_id: string; created: boolean }[] }>(
     `INSERT INTO deliveries (${columns.join(', ')})
      SELECT ${columns.join(', ')} FROM ${from}
       ORDER BY delivery_id
@@ -81,7 +85,10 @@ export async function upsertDeliveries(
        action_id = coalesce(deliveries.action_id, excluded.action_id),
        ${least},
        first_received_at = LEAST(deliveries.first_received_at, excluded.first_received_at),
-       updated_at = now()`,
+       updated_at = now()
+     RETURNING delivery_id, (xmax = 0) AS created`,
     bindings,
   )
+  for (const r of written) if (r.created) created.add(r.delivery_id)
+  return created
 }

@@ -1,70 +1,11 @@
 import type { Knex } from 'knex'
-import type { ConversionRecord, JourneyRecord, MembershipRecord, PersonEvaluation, PersonEvent } from '../core/evaluate-person.ts'
-import { JOURNEY_COMPLETED } from '../core/evaluate-person.ts'
-import type { EngineConfig } from '../core/model.ts'
-import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+import type { ConversionRecord, DeliveryRecord, JourneyRecord, MembershipRecord, PersonEvaluation } from '../core/evaluate-person.ts'
 import { unnestRows } from './unnest.ts'
 
 /**
  * Reads people's logs for the rules and writes back what the rules derive,
  * changing only the rows whose content changed.
  */
-
-/** Event names that can matter to the configuration: everything else in a log is skipped. */
-export function relevantEventNames(config: EngineConfig, table: ReadonlyMap<string, DeliveryEventKind>): string[] {
-  const names = new Set<string>([JOURNEY_COMPLETED, ...table.keys()])
-  const fromConditions = (conditions: ReadonlyArray<{ kind: string; event?: string }> | undefined) => {
-    for (const c of conditions ?? []) if (c.kind === 'event' && c.event) names.add(c.event)
-  }
-  for (const s of config.segments) fromConditions(s.conditions)
-  for (const c of config.campaigns) {
-    fromConditions(c.filters?.conditions)
-    if (c.trigger?.kind === 'event') names.add(c.trigger.event)
-    for (const v of c.goals) if (v.goal?.kind === 'event') names.add(v.goal.event)
-  }
-  return [...names]
-}
-
-interface EventRow {
-  person_id: string
-  message_id: string
-  seq: number
-  type: string
-  name: string | null
-  properties: Record<string, unknown>
-  received_at: Date
-}
-
-/** Each person's log in rule order (R2): identifies and the events the configuration can use. */
-export async function loadPersonEvents(
-  trx: Knex.Transaction | Knex,
-  personIds: readonly string[],
-  names: readonly string[],
-  table: ReadonlyMap<string, DeliveryEventKind>,
-): Promise<Map<string, PersonEvent[]>> {
-  const byPerson = new Map<string, PersonEvent[]>(personIds.map((id) => [id, []]))
-  if (personIds.length === 0) return byPerson
-  const { rows } = await trx.raw<{ rows: EventRow[] }>(
-    `SELECT person_id, message_id, seq, type, name, properties, received_at
-       FROM events
-      WHERE person_id = ANY(?::text[]) AND (type = 'identify' OR name = ANY(?::text[]))
-      ORDER BY person_id, received_at, seq`,
-    [[...personIds], [...names]],
-  )
-  for (const r of rows) {
-    const fact = r.type === 'track' && r.name !== null ? deliveryFact(table, r.name, r.properties) : null
-    byPerson.get(r.person_id)!.push({
-      messageId: r.message_id,
-      seq: r.seq,
-      receivedAt: r.received_at.getTime(),
-      type: r.type,
-      name: r.name,
-      properties: r.properties,
-      delivery: fact,
-    })
-  }
-  return byPerson
-}
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 
@@ -76,13 +17,32 @@ function sameRow(a: Row, b: Row, columns: readonly string[]): boolean {
   return columns.every((c) => norm(a[c]) === norm(b[c]))
 }
 
+type TableSpec = { table: string; key: readonly string[]; columns: readonly string[]; types: Record<string, string> }
+
+/** Inserts or updates rows by their key, in key order (concurrent writers lock rows in one order). */
+async function upsertRows(trx: Knex.Transaction, spec: TableSpec, rows: readonly Row[]): Promise<void> {
+  if (rows.length === 0) return
+  const cols = spec.columns
+  const updates = cols.filter((c) => !spec.key.includes(c))
+  const [from, bindings] = unnestRows('r', cols, spec.types, rows)
+  await trx.raw(
+    `INSERT INTO ${spec.table} (${cols.join(', ')})
+     SELECT ${cols.join(', ')} FROM ${from}
+     ORDER BY ${spec.key.join(', ')}
+     ON CONFLICT (${spec.key.join(', ')}) DO UPDATE SET ${updates.map((c) => `${c} = excluded.${c}`).join(', ')}${
+       spec.table === 'segment_memberships' ? '' : ', updated_at = now()'
+     }`,
+    bindings,
+  )
+}
+
 /**
  * Makes the rows of `table` for these people (within `scope`) equal `desired`:
  * inserts and updates what differs, deletes what the rules no longer give.
  */
 async function syncRows(
   trx: Knex.Transaction,
-  spec: { table: string; key: readonly string[]; columns: readonly string[]; types: Record<string, string> },
+  spec: TableSpec,
   existing: readonly Row[],
   desired: readonly Row[],
 ): Promise<RowChanges> {
@@ -103,19 +63,7 @@ async function syncRows(
       bindings,
     )
   }
-  if (changed.length > 0) {
-    const cols = spec.columns
-    const updates = cols.filter((c) => !spec.key.includes(c))
-    await trx.raw(
-      `INSERT INTO ${spec.table} (${cols.join(', ')})
-       SELECT ${cols.join(', ')} FROM jsonb_to_recordset(?::jsonb) AS r(${cols.map((c) => `${c} ${spec.types[c]}`).join(', ')})
-       ORDER BY ${spec.key.join(', ')}
-       ON CONFLICT (${spec.key.join(', ')}) DO UPDATE SET ${updates.map((c) => `${c} = excluded.${c}`).join(', ')}${
-         spec.table === 'segment_memberships' ? '' : ', updated_at = now()'
-       }`,
-      [JSON.stringify(changed)],
-    )
-  }
+  await upsertRows(trx, spec, changed)
   return { added, changed: changed.length - added, removed: gone.length }
 }
 
@@ -139,6 +87,29 @@ const MEMBERSHIPS = {
 }
 
 const DELIVERY_ATTRIBUTION_TYPES = { delivery_id: 'text', campaign_key: 'text', journey_id: 'text', after_exit: 'boolean', converted_at: 'timestamptz' }
+const ATTRIBUTION_COLUMNS = ['campaign_key', 'journey_id', 'after_exit', 'converted_at']
+
+/** Sets deliveries' attribution (the rules' campaign, journey, after_exit and converted_at). */
+async function updateAttribution(trx: Knex.Transaction, updates: readonly Row[]): Promise<void> {
+  if (updates.length === 0) return
+  const [from, bindings] = unnestRows('u', ['delivery_id', ...ATTRIBUTION_COLUMNS], DELIVERY_ATTRIBUTION_TYPES, updates)
+  await trx.raw(
+    `UPDATE deliveries d
+        SET campaign_key = u.campaign_key, journey_id = u.journey_id, after_exit = u.after_exit,
+            converted_at = u.converted_at, updated_at = now()
+       FROM ${from}
+      WHERE d.delivery_id = u.delivery_id`,
+    bindings,
+  )
+}
+
+const attributionRow = (d: DeliveryRecord): Row => ({
+  delivery_id: d.deliveryId,
+  campaign_key: d.campaignKey,
+  journey_id: d.journeyId,
+  after_exit: d.afterExit,
+  converted_at: iso(d.convertedAt),
+})
 
 const journeyRow = (personId: string, j: JourneyRecord): Row => ({
   journey_id: j.journeyId,
@@ -179,8 +150,6 @@ const membershipRow = (personId: string, m: MembershipRecord): Row => ({
 export interface WriteScope {
   campaignKeys: readonly string[]
   segmentKeys: readonly string[]
-  configRevision: number
-  now: number
 }
 
 export interface RowChanges {
@@ -214,8 +183,9 @@ export const emptySummary = (): WriteSummary => ({
 })
 
 /**
- * Writes evaluations of these people. Rows of archived campaigns and segments
- * (outside `scope`) are left as history.
+ * Writes replays of these people (every row the rules give them): reads their
+ * rows back and inserts, updates and deletes what differs. Rows of archived
+ * campaigns and segments (outside `scope`) are left as history.
  */
 export async function writeEvaluations(
   trx: Knex.Transaction,
@@ -248,9 +218,8 @@ export async function writeEvaluations(
   const placed = new Map<string, Row>()
   for (const r of results.values())
     for (const d of r.deliveries)
-      if (inScope.has(d.campaignKey))
-        placed.set(d.deliveryId, { delivery_id: d.deliveryId, campaign_key: d.campaignKey, journey_id: d.journeyId, after_exit: d.afterExit, converted_at: iso(d.convertedAt) })
-  const cols = ['campaign_key', 'journey_id', 'after_exit', 'converted_at']
+      if (inScope.has(d.campaignKey)) placed.set(d.deliveryId, attributionRow(d))
+  const cols = ATTRIBUTION_COLUMNS
   const updates: Row[] = []
   for (const old of deliveries as Row[]) {
     const want = placed.get(old.delivery_id as string)
@@ -264,25 +233,40 @@ export async function writeEvaluations(
       summary.deliveries.removed++
     }
   }
-  if (updates.length > 0) {
-    const [from, bindings] = unnestRows('u', ['delivery_id', ...cols], DELIVERY_ATTRIBUTION_TYPES, updates)
-    await trx.raw(
-      `UPDATE deliveries d
-          SET campaign_key = u.campaign_key, journey_id = u.journey_id, after_exit = u.after_exit,
-              converted_at = u.converted_at, updated_at = now()
-         FROM ${from}
-        WHERE d.delivery_id = u.delivery_id`,
-      bindings,
-    )
-  }
+  await updateAttribution(trx, updates)
+  return summary
+}
 
-  await trx.raw(
-    `INSERT INTO person_evaluations (person_id, evaluated_at, config_revision, next_wake_at)
-     SELECT person_id, ?, ?, next_wake_at FROM jsonb_to_recordset(?::jsonb) AS r(person_id text, next_wake_at timestamptz)
-     ORDER BY person_id
-     ON CONFLICT (person_id) DO UPDATE SET evaluated_at = excluded.evaluated_at,
-       config_revision = excluded.config_revision, next_wake_at = excluded.next_wake_at`,
-    [iso(scope.now), scope.configRevision, JSON.stringify([...results].map(([p, r]) => ({ person_id: p, next_wake_at: iso(r.nextWakeAt) })))],
-  )
+/**
+ * Writes incremental evaluations: their rows are exactly the ones the inputs
+ * folded in created or changed (known from the fold itself), so they are
+ * upserted without reading anything back, and nothing is deleted (an input
+ * after the watermark never takes back what came before it; the inputs that
+ * would make the engine replay instead, R3, R5, R25).
+ */
+export async function writeIncremental(trx: Knex.Transaction, results: ReadonlyMap<string, PersonEvaluation>): Promise<WriteSummary> {
+  const summary = emptySummary()
+  const journeys: Row[] = []
+  const conversions: Row[] = []
+  const memberships: Row[] = []
+  const deliveries: Row[] = []
+  for (const [p, r] of results) {
+    for (const j of r.journeys) journeys.push(journeyRow(p, j))
+    for (const c of r.conversions) conversions.push(conversionRow(p, c))
+    for (const m of r.memberships) memberships.push(membershipRow(p, m))
+    for (const d of r.deliveries) deliveries.push(attributionRow(d))
+    const count = (changes: RowChanges, rows: number, created: number) => {
+      changes.added += created
+      changes.changed += rows - created
+    }
+    count(summary.journeys, r.journeys.length, r.created.journeys)
+    count(summary.conversions, r.conversions.length, r.conversions.length)
+    count(summary.memberships, r.memberships.length, r.created.memberships)
+    count(summary.deliveries, r.deliveries.length, r.created.deliveries)
+  }
+  await upsertRows(trx, JOURNEYS, journeys)
+  await upsertRows(trx, CONVERSIONS, conversions)
+  await upsertRows(trx, MEMBERSHIPS, memberships)
+  await updateAttribution(trx, deliveries)
   return summary
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
-import { campaignResolver, evaluatePerson, type PersonEvent } from '../core/evaluate-person.ts'
-import { decideEligibility, matchesAudienceAt } from '../core/eligibility.ts'
+import { campaignResolver, evaluatePerson } from '../core/evaluate-person.ts'
+import { decideEligibility } from '../core/eligibility.ts'
 import { InputError } from '../errors.ts'
 import type { ConfigCache } from '../jobs/config-cache.ts'
 import { evaluatePeople } from '../jobs/evaluate.ts'
@@ -36,14 +36,8 @@ export function registerEligibilityRoute(app: FastifyInstance, deps: { db: Knex;
     // Someone goalpost has never heard of has no rows to bring up to date:
     // judge the empty log without writing anything for them.
     const known = await deps.db('people').where({ person_id: personId }).first('person_id')
-    const { results, logs } = known
-      ? await evaluatePeople(deps.db, [personId], ctx, now)
-      : { results: new Map([[personId, evaluatePerson(personId, [], ctx.config, now)]]), logs: new Map<string, PersonEvent[]>() }
-    const decision = decideEligibility(
-      results.get(personId)!,
-      campaign.key,
-      matchesAudienceAt(logs.get(personId) ?? [], ctx.config, campaign, now),
-    )
+    const evaluation = known ? (await evaluatePeople(deps.db, [personId], ctx, now)).results.get(personId)! : evaluatePerson(personId, [], ctx.config, now)
+    const decision = decideEligibility(evaluation, campaign.key, evaluation.matchesAudience(campaign))
     return {
       eligible: decision.eligible,
       journey_id: decision.journeyId,

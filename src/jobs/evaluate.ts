@@ -1,8 +1,11 @@
 import type { Knex } from 'knex'
-import { evaluatePerson, type PersonEvaluation, type PersonEvent } from '../core/evaluate-person.ts'
+import { evaluatePerson, resumePerson, type PersonEvaluation, type PersonEvent, type ReplayReason } from '../core/evaluate-person.ts'
+import { decodeSnapshot, type EngineSnapshot } from '../core/engine-state.ts'
 import type { EngineConfig } from '../core/model.ts'
 import { lockPeople } from '../db/events.ts'
-import { emptySummary, loadPersonEvents, relevantEventNames, writeEvaluations, type WriteSummary } from '../db/evaluation.ts'
+import { addSummary, emptySummary, writeEvaluations, writeIncremental, type WriteSummary } from '../db/evaluation.ts'
+import { loadEventsAfter, loadPersonEvents, relevantEventNames } from '../db/person-logs.ts'
+import { loadStates, saveEvaluations } from '../db/person-states.ts'
 import { deliveryEventTable, type DeliveryEventKind } from '../plugin/delivery-events.ts'
 
 /** The configuration in force, with what evaluation derives from it once. */
@@ -18,41 +21,121 @@ export function evaluationContext(revision: number, config: EngineConfig): Evalu
   return { revision, config, deliveryTable, relevantNames: relevantEventNames(config, deliveryTable) }
 }
 
+/** How many people each kind of evaluation handled (replays by reason). */
+export interface EvaluationPaths {
+  incremental: number
+  replay: number
+  reasons: Partial<Record<ReplayReason | 'no-state' | 'requested', number>>
+}
+
 export interface Evaluated {
   summary: WriteSummary
   results: Map<string, PersonEvaluation>
-  /** The logs the evaluation read, per person. */
-  logs: Map<string, PersonEvent[]>
+  paths: EvaluationPaths
+  /** The configuration revision in force when the evaluation was written (the caller may have used an older one). */
+  revisionInForce: number
 }
 
+/** The inputs a transaction just stored, which the evaluation in the same transaction folds in. */
+export interface StoredInputs {
+  /** Per person, the stored inputs the configuration can use. */
+  events: ReadonlyMap<string, readonly PersonEvent[]>
+  /** Deliveries that had no row before this transaction. */
+  newDeliveries: ReadonlySet<string>
+  /** People whose log changed out of rule order (an identity merge, R25): replayed. */
+  replay: ReadonlySet<string>
+}
+
+export interface EvaluateOptions {
+  /** Replay every person's whole log, whatever state is stored (inputs stored out of rule order: import, merges). */
+  replay?: boolean
+  /** The inputs this transaction stored (ingestion): no need to read them back. */
+  stored?: StoredInputs
+}
+
+export interface EvaluationScope {
+  campaignKeys?: readonly string[]
+  segmentKeys?: readonly string[]
+}
+
+const usable = (stored: { configRevision: number; state: unknown } | undefined, revision: number): EngineSnapshot | null =>
+  stored && stored.configRevision === revision ? decodeSnapshot(stored.state) : null
+
 /**
- * Evaluates people from their persisted logs and writes the outcome (R3).
- * The caller's transaction must hold the people's advisory locks (lockPeople),
- * so no two evaluations of one person interleave.
+ * Evaluates people and writes the outcome (R3). A person with a state stored
+ * under this configuration revision is resumed from it with only the inputs
+ * that came after it; anyone else, or anyone whose new inputs sort before the
+ * state (R3 late inputs, R5 revocations of a credited delivery, R25 merges),
+ * has their whole log replayed. Both give the same rows (docs/conversions.md,
+ * "Stored state"). The caller's transaction must hold the people's advisory
+ * locks (lockPeople), so no two evaluations of one person interleave.
  */
 export async function evaluateLocked(
   trx: Knex.Transaction,
   personIds: readonly string[],
   ctx: EvaluationContext,
   now: number,
-  scope: { campaignKeys?: readonly string[]; segmentKeys?: readonly string[] } = {},
-  _opts: EvaluateOptions = {},
+  scope: EvaluationScope = {},
+  opts: EvaluateOptions = {},
 ): Promise<Evaluated> {
-  const logs = await loadPersonEvents(trx, personIds, ctx.relevantNames, ctx.deliveryTable)
-  const results = new Map<string, PersonEvaluation>()
-  for (const [personId, events] of logs) results.set(personId, evaluatePerson(personId, events, ctx.config, now))
-  const summary = await writeEvaluations(trx, results, {
-    campaignKeys: scope.campaignKeys ?? ctx.config.campaigns.map((c) => c.key),
-    segmentKeys: scope.segmentKeys ?? ctx.config.segments.map((s) => s.key),
-    configRevision: ctx.revision,
-    now,
-  })
-  return { summary, results, logs }
-}
+  const paths: EvaluationPaths = { incremental: 0, replay: 0, reasons: {} }
+  const replay = (id: string, reason: keyof EvaluationPaths['reasons']) => {
+    replayIds.push(id)
+    paths.reasons[reason] = (paths.reasons[reason] ?? 0) + 1
+  }
+  const replayIds: string[] = []
+  const incremental = new Map<string, PersonEvaluation>()
+  // A recompute of one campaign writes only its rows: a replay reads them all back.
+  if (opts.replay || scope.campaignKeys || scope.segmentKeys) for (const id of personIds) replay(id, 'requested')
+  else {
+    const states = await loadStates(trx, personIds)
+    const resumable = new Map<string, EngineSnapshot>()
+    for (const id of personIds) {
+      const saved = opts.stored?.replay.has(id) ? null : usable(states.get(id), ctx.revision)
+      if (saved) resumable.set(id, saved)
+      else replay(id, opts.stored?.replay.has(id) ? 'requested' : 'no-state')
+    }
+    // Ingestion hands over what it stored; other callers (the scheduled wake-up,
+    // eligibility) read what came after each state, normally nothing.
+    const inputs =
+      opts.stored?.events ??
+      (resumable.size > 0
+        ? await loadEventsAfter(trx, new Map([...resumable].map(([id, s]) => [id, { at: s.at, seq: s.seq }])), ctx.relevantNames, ctx.deliveryTable)
+        : new Map<string, PersonEvent[]>())
+    const newDeliveries = opts.stored?.newDeliveries
+    const storedBefore = (deliveryId: string) => !newDeliveries?.has(deliveryId)
+    for (const [id, saved] of resumable) {
+      const r = resumePerson(id, saved, inputs.get(id) ?? [], ctx.config, now, storedBefore)
+      if ('replay' in r) replay(id, r.replay)
+      else incremental.set(id, r)
+    }
+  }
+  paths.incremental = incremental.size
+  paths.replay = replayIds.length
 
-export interface EvaluateOptions {
-  /** Replay every person's whole log, whatever state is stored (inputs stored out of rule order: import, merges). */
-  replay?: boolean
+  const replayed = new Map<string, PersonEvaluation>()
+  if (replayIds.length > 0) {
+    const logs = await loadPersonEvents(trx, replayIds, ctx.relevantNames, ctx.deliveryTable)
+    for (const [personId, events] of logs) replayed.set(personId, evaluatePerson(personId, events, ctx.config, now))
+  }
+  const summary = emptySummary()
+  if (replayed.size > 0)
+    addSummary(
+      summary,
+      await writeEvaluations(trx, replayed, {
+        campaignKeys: scope.campaignKeys ?? ctx.config.campaigns.map((c) => c.key),
+        segmentKeys: scope.segmentKeys ?? ctx.config.segments.map((s) => s.key),
+      }),
+    )
+  if (incremental.size > 0) addSummary(summary, await writeIncremental(trx, incremental))
+  const results = new Map([...incremental, ...replayed])
+  const revisionInForce = await saveEvaluations(
+    trx,
+    [...results].map(([personId, r]) => ({ personId, nextWakeAt: r.nextWakeAt, state: r.snapshot })),
+    ctx.revision,
+    now,
+  )
+  return { summary, results, paths, revisionInForce }
 }
 
 /** Evaluates people in a transaction of its own (scheduled refresh, eligibility, recompute, import). */
@@ -63,7 +146,7 @@ export async function evaluatePeople(
   now: number,
   opts: EvaluateOptions = {},
 ): Promise<Evaluated> {
-  if (personIds.length === 0) return { summary: emptySummary(), results: new Map(), logs: new Map() } as Evaluated
+  if (personIds.length === 0) return { summary: emptySummary(), results: new Map(), paths: { incremental: 0, replay: 0, reasons: {} }, revisionInForce: ctx.revision }
   return db.transaction(async (trx) => {
     await lockPeople(trx, personIds)
     return evaluateLocked(trx, personIds, ctx, now, {}, opts)

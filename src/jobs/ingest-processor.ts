@@ -1,12 +1,12 @@
 import type { Job } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Logger } from '../logger.ts'
-import { evaluatePeople, type EvaluationContext } from './evaluate.ts'
+import type { EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
 import { rawPersonId } from '../db/events.ts'
 import type { IngestJobData } from './queues.ts'
 import type { IngestMessage } from '../plugin/normalise.ts'
-import { persistGroup, type BatchPart, type PartOutcome } from './persist-batch.ts'
+import { persistGroup, StaleConfigurationError, type BatchPart, type PartOutcome } from './persist-batch.ts'
 import { GroupCommitter, type Settled } from './group-commit.ts'
 
 /**
@@ -50,16 +50,20 @@ export interface IngestDeps {
 }
 
 /**
- * R3: a batch evaluated with a configuration that a save replaced meanwhile
- * (the cache lags a save by up to a second) is evaluated again under the new
- * one. Checked after the commit, so a save committed later is the scheduled
- * refresh's to catch (it re-evaluates people evaluated under older revisions).
+ * persistGroup under the configuration in force: a transaction that finds
+ * the configuration replaced while it ran rolls back (StaleConfigurationError)
+ * and runs again at once with the new one (the cache lags a save by up to a
+ * second).
  */
-async function reevaluateIfStale(deps: IngestDeps, ctx: EvaluationContext, people: readonly string[]): Promise<void> {
-  if (people.length === 0) return
-  const [{ revision }] = (await deps.db.raw('SELECT coalesce(max(revision), 0)::int AS revision FROM config_revisions')).rows as { revision: number }[]
-  if (revision <= ctx.revision) return
-  await evaluatePeople(deps.db, people, await deps.context({ fresh: true }), Date.now())
+async function persistFresh(deps: IngestDeps, parts: readonly BatchPart[]) {
+  for (let attempt = 1; ; attempt++) {
+    const ctx = await deps.context(attempt === 1 ? {} : { fresh: true })
+    try {
+      return await persistGroup(deps.db, parts, ctx)
+    } catch (err) {
+      if (!(err instanceof StaleConfigurationError) || attempt >= 5) throw err
+    }
+  }
 }
 
 const add = (total: IngestResult, o: PartOutcome) => {
@@ -85,10 +89,8 @@ export interface IngestPart extends BatchPart {
  * fails the group's jobs, which BullMQ retries with backoff.
  */
 export async function persistParts(deps: IngestDeps, parts: readonly IngestPart[]): Promise<Settled<IngestResult>[]> {
-  const ctx = await deps.context()
   try {
-    const outcome = await persistGroup(deps.db, parts, ctx)
-    await reevaluateIfStale(deps, ctx, outcome.people)
+    const outcome = await persistFresh(deps, parts)
     return outcome.parts.map((p) => ({ ok: true, value: add(empty(), p) }))
   } catch (err) {
     if (!isPermanentDbError(err)) throw err
@@ -114,8 +116,7 @@ export async function persistParts(deps: IngestDeps, parts: readonly IngestPart[
   const total = empty()
   for (const message of messages) {
     try {
-      const outcome = await persistGroup(deps.db, [{ source, messages: [message] }], ctx)
-      await reevaluateIfStale(deps, ctx, outcome.people)
+      const outcome = await persistFresh(deps, [{ source, messages: [message] }])
       add(total, outcome.parts[0])
     } catch (err) {
       if (!isPermanentDbError(err)) throw err

@@ -6,7 +6,21 @@ import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
 import type { WriteSummary } from '../db/evaluation.ts'
-import { evaluateLocked, type EvaluationContext } from './evaluate.ts'
+import { evaluateLocked, type EvaluationContext, type StoredInputs } from './evaluate.ts'
+import { configRevisionInForce } from '../db/person-states.ts'
+import { personEvent } from '../db/person-logs.ts'
+import type { PersonEvent } from '../core/evaluate-person.ts'
+
+/** The configuration was saved while a transaction ran under the previous one: run it again under the new one. */
+export class StaleConfigurationError extends Error {
+  constructor(
+    readonly used: number,
+    readonly inForce: number,
+  ) {
+    super(`configuration revision ${inForce} was saved while revision ${used} was in use; store the batch again under the new one`)
+    this.name = 'StaleConfigurationError'
+  }
+}
 
 /** One queued batch of a group: a job's messages and where they came from. */
 export interface BatchPart {
@@ -71,6 +85,8 @@ export interface StoredGroup {
   deliveries: number
   /** The people the configuration needs evaluated, each with the part that first named them. */
   toEvaluate: Map<string, number>
+  /** What the evaluation in the same transaction folds in (incremental evaluation). */
+  inputs: StoredInputs
   parts: PartOutcome[]
 }
 
@@ -109,7 +125,7 @@ export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPar
       counts[partOf[e.index]].deliveries++
     }
   }
-  await upsertDeliveries(trx, observations)
+  const newDeliveries = await upsertDeliveries(trx, observations)
 
   await applyTraits(
     trx,
@@ -153,7 +169,16 @@ export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPar
   for (const [id, part] of [...evaluatedBy])
     if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
   for (const part of evaluatedBy.values()) counts[part].evaluated++
-  return { events, people: [...people], merges, deliveries: observations.length, toEvaluate: evaluatedBy, parts: counts }
+  const inputs: StoredInputs = { events: new Map(), newDeliveries, replay: new Set(merges.flatMap((m) => [m.from, m.into])) }
+  for (const e of events) {
+    const m = e.message
+    if (!evaluatedBy.has(e.personId) || !(m.type === 'identify' || (m.name !== null && relevant.has(m.name)))) continue
+    const input = personEvent(deliveryTable, { messageId: m.messageId, seq: e.seq, receivedAt: Date.parse(m.receivedAt), type: m.type, name: m.name, properties: m.properties })
+    const list = inputs.events.get(e.personId) as PersonEvent[] | undefined
+    if (list) list.push(input)
+    else (inputs.events as Map<string, PersonEvent[]>).set(e.personId, [input])
+  }
+  return { events, people: [...people], merges, deliveries: observations.length, toEvaluate: evaluatedBy, inputs, parts: counts }
 }
 
 /**
@@ -171,7 +196,15 @@ export async function persistGroup(
   return db.transaction(async (trx) => {
     const stored = await storeGroup(trx, parts, ctx)
     const toEvaluate = [...stored.toEvaluate.keys()]
-    const evaluation = toEvaluate.length > 0 ? (await evaluateLocked(trx, toEvaluate, ctx, now())).summary : null
+    const evaluated = toEvaluate.length > 0 ? await evaluateLocked(trx, toEvaluate, ctx, now(), {}, { stored: stored.inputs }) : null
+    // R3: inputs stored under a configuration a save has replaced would have
+    // been judged (or skipped as irrelevant) by the old one, and a stored
+    // state would never fold them in: roll back and store them again under
+    // the new one. A save committed after this check bumps the revision, and
+    // the wake-up's catch-up replays everyone evaluated under an older one.
+    const inForce = evaluated?.revisionInForce ?? (await configRevisionInForce(trx))
+    if (inForce !== ctx.revision) throw new StaleConfigurationError(ctx.revision, inForce)
+    const evaluation = evaluated?.summary ?? null
     return {
       inserted: stored.events.length,
       duplicates: messages.length - stored.events.length,

@@ -58,7 +58,7 @@ export async function recompute(db: Knex, ctx: EvaluationContext, opts: Recomput
     try {
       await db.transaction(async (trx) => {
         await lockPeople(trx, ids)
-        const { summary } = await evaluateLocked(trx, ids, ctx, opts.now, scope)
+        const { summary } = await evaluateLocked(trx, ids, ctx, opts.now, scope, { replay: true })
         addSummary(changes, summary)
         if (opts.dryRun) throw new DryRunRollback()
       })
