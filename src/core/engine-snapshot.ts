@@ -5,8 +5,8 @@ import { STATE_VERSION, type DeliverySnapshot, type EngineSnapshot, type Journey
 
 /**
  * Between the engine's live objects and the stored state (engine-state.ts):
- * what is kept, what is dropped because no later input or instant can change
- * an outcome through it, and how a kept state is brought back.
+ * what is kept, what is dropped because no later instant can change an
+ * outcome through it (and an input about it makes the engine replay), and how a kept state is brought back.
  */
 
 export interface Journey extends JourneyRecord {
@@ -54,14 +54,24 @@ function goalSegments(c: CampaignDef): Set<string> {
 }
 
 /**
- * A delivery can still change an outcome without an input of its own only by
- * being credited with a conversion: its journey has not converted (R12) and
- * had a goal at entry (R14), it can be attributed (R5, R6, R20), and its
- * latest mark is recent enough for a window from it to reach `t` (R10). An
- * input about a dropped delivery makes the next evaluation replay the log.
+ * How long a delivery is kept after its last input whatever else holds:
+ * lifecycle events (opens, clicks, a late bounce) keep coming for days after
+ * a conversion, and an input about a dropped delivery costs a replay.
  */
-function canStillConvert(d: Delivery, t: number): boolean {
+export const DELIVERY_MEMORY_MS = 7 * 86_400_000
+
+/**
+ * Whether a delivery is kept in the stored state at instant `t`. Without an
+ * input of its own, a delivery can still change an outcome only by being
+ * credited with a conversion: its journey has not converted (R12) and had a
+ * goal at entry (R14), it can be attributed (R5, R6, R20), and its latest
+ * mark is recent enough for a window from it to reach `t` (R10). An input
+ * about a dropped delivery makes the evaluation replay the log, so a recent
+ * one is kept anyway (DELIVERY_MEMORY_MS).
+ */
+function worthKeeping(d: Delivery, t: number): boolean {
   const j = d.journey
+  if (d.lastTouched + DELIVERY_MEMORY_MS >= t) return true
   return (
     j.convertedAt === null &&
     j.goalVersion !== null &&
@@ -116,12 +126,12 @@ function journeyOut(j: Journey, latest: boolean, deliveries: DeliverySnapshot[])
   return s
 }
 
-/** The state to store after a run that ended at instant `t`, without what can no longer matter (see canStillConvert). */
+/** The state to store after a run that ended at instant `t`, without what can no longer matter (see worthKeeping). */
 export function snapshotOf(engine: Engine, t: number): EngineSnapshot {
   const journeys: JourneySnapshot[] = []
   for (const j of engine.journeys) {
     const latest = engine.latest.get(j.campaignKey) === j
-    const kept = j.deliveries.filter((d) => canStillConvert(d, t))
+    const kept = j.deliveries.filter((d) => worthKeeping(d, t))
     // The latest journey decides where a delivery goes and whether a trigger starts a new one (R17).
     if (latest || kept.length > 0) journeys.push(journeyOut(j, latest, kept.map(deliveryOut)))
   }

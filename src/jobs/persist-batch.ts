@@ -6,7 +6,7 @@ import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
 import type { WriteSummary } from '../db/evaluation.ts'
-import { evaluateLocked, type EvaluationContext, type StoredInputs } from './evaluate.ts'
+import { evaluateLocked, type EvaluationContext, type EvaluationPaths, type StoredInputs } from './evaluate.ts'
 import { configRevisionInForce } from '../db/person-states.ts'
 import { personEvent } from '../db/person-logs.ts'
 import type { PersonEvent } from '../core/evaluate-person.ts'
@@ -53,6 +53,8 @@ export interface PersistOutcome {
   /** People evaluated after the batch (those with an input the configuration can use, R3). */
   evaluated: number
   evaluation: WriteSummary | null
+  /** How the evaluation went: incremental from stored states, or replays (by reason). */
+  paths: EvaluationPaths | null
 }
 
 /**
@@ -206,6 +208,7 @@ export async function persistGroup(
     if (inForce !== ctx.revision) throw new StaleConfigurationError(ctx.revision, inForce)
     const evaluation = evaluated?.summary ?? null
     return {
+      paths: evaluated?.paths ?? null,
       inserted: stored.events.length,
       duplicates: messages.length - stored.events.length,
       people: stored.people,
