@@ -142,6 +142,11 @@ export function evaluatePerson(personId: string, input: readonly PersonEvent[], 
   return engine.run([...input].sort(ruleOrder), now)
 }
 
+/** The state of a person with no input yet: resuming from it with a whole log is a replay of it. */
+export function initialState(config: EngineConfig): EngineSnapshot {
+  return new Engine('', config, 'incremental', new Set()).run([], -Infinity).snapshot
+}
+
 /**
  * Folds `input` (the person's inputs not yet folded into `saved`) onto the
  * stored state. Gives what evaluatePerson over the whole log would, or the

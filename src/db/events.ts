@@ -9,6 +9,8 @@ export interface PersistedEvent {
   index: number
   seq: number
   personId: string
+  /** The person's row was created by this statement: they had no input before. */
+  newPerson: boolean
 }
 
 /** The id a message is about before identity links: its userId, else anonymousId. */
@@ -18,7 +20,8 @@ export const rawPersonId = (m: IngestMessage): string => (m.userId ?? m.anonymou
  * Appends messages to the log in batch order (R2: seq is the persist order).
  * A messageId already in the log is skipped, so only the returned events are
  * new; the person is resolved through identity links (R25) and gets a
- * `people` row if it has none. `sources[i]` is where message i came from.
+ * `people` row if it has none (then `newPerson`: every input of theirs is
+ * among these; a merge moves inputs only to a person who has a row). `sources[i]` is where message i came from.
  */
 export async function insertEvents(
   trx: Knex.Transaction,
@@ -33,7 +36,7 @@ export async function insertEvents(
   const column = <T>(f: (m: IngestMessage) => T) => messages.map(f)
   // The people the new events belong to get their row in the same statement
   // (sorted, so concurrent batches take the row locks in one order).
-  const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string }[] }>(
+  const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string; new_person: boolean }[] }>(
     `WITH ins AS (
        INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
                            received_at, sent_timestamp, source)
@@ -52,8 +55,9 @@ export async function insertEvents(
        RETURNING message_id, seq, person_id
      ), new_people AS (
        INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
+       RETURNING person_id
      )
-     SELECT message_id, seq, person_id FROM ins`,
+     SELECT message_id, seq, person_id, person_id IN (SELECT person_id FROM new_people) AS new_person FROM ins`,
     [
       column((m) => m.messageId),
       column(rawPersonId),
@@ -78,7 +82,7 @@ export async function insertEvents(
   return inserted
     .map((r) => {
       const index = byId.get(r.message_id)!
-      return { message: messages[index], index, seq: r.seq, personId: r.person_id }
+      return { message: messages[index], index, seq: r.seq, personId: r.person_id, newPerson: r.new_person }
     })
     .sort((a, b) => a.seq - b.seq)
 }

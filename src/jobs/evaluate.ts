@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import { evaluatePerson, resumePerson, type PersonEvaluation, type PersonEvent, type ReplayReason } from '../core/evaluate-person.ts'
+import { evaluatePerson, initialState, resumePerson, type PersonEvaluation, type PersonEvent, type ReplayReason } from '../core/evaluate-person.ts'
 import { decodeSnapshot, type EngineSnapshot } from '../core/engine-state.ts'
 import type { EngineConfig } from '../core/model.ts'
 import { lockPeople } from '../db/events.ts'
@@ -44,6 +44,8 @@ export interface StoredInputs {
   newDeliveries: ReadonlySet<string>
   /** People whose log changed out of rule order (an identity merge, R25): replayed. */
   replay: ReadonlySet<string>
+  /** People this transaction created: their whole log is in `events`, so they start from the initial state. */
+  newPeople: ReadonlySet<string>
 }
 
 export interface EvaluateOptions {
@@ -91,7 +93,11 @@ export async function evaluateLocked(
     const states = await loadStates(trx, personIds)
     const resumable = new Map<string, EngineSnapshot>()
     for (const id of personIds) {
-      const saved = opts.stored?.replay.has(id) ? null : usable(states.get(id), ctx.revision)
+      const saved = opts.stored?.replay.has(id)
+        ? null
+        : opts.stored?.newPeople.has(id)
+          ? initialState(ctx.config)
+          : usable(states.get(id), ctx.revision)
       if (saved) resumable.set(id, saved)
       else replay(id, opts.stored?.replay.has(id) ? 'requested' : 'no-state')
     }

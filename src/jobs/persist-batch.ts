@@ -171,7 +171,9 @@ export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPar
   for (const [id, part] of [...evaluatedBy])
     if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
   for (const part of evaluatedBy.values()) counts[part].evaluated++
-  const inputs: StoredInputs = { events: new Map(), newDeliveries, replay: new Set(merges.flatMap((m) => [m.from, m.into])) }
+  const replay = new Set(merges.flatMap((m) => [m.from, m.into]))
+  const newPeople = new Set(events.filter((e) => e.newPerson && !replay.has(e.personId)).map((e) => e.personId))
+  const inputs: StoredInputs = { events: new Map(), newDeliveries, replay, newPeople }
   for (const e of events) {
     const m = e.message
     if (!evaluatedBy.has(e.personId) || !(m.type === 'identify' || (m.name !== null && relevant.has(m.name)))) continue

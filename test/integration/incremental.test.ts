@@ -93,7 +93,8 @@ describe('R3: incremental evaluation through the stored state equals a full repl
     console.info('evaluation paths over all seeds', JSON.stringify(totals))
     // Not a tautology guard: if every evaluation replayed, the test above would compare replays with replays.
     expect(totals.incremental, JSON.stringify(totals)).toBeGreaterThan(totals.replay)
-    for (const reason of ['late-input', 'requested', 'no-state'] as const) expect(totals.reasons[reason] ?? 0, reason).toBeGreaterThan(0)
+    // Late inputs and merges (requested); a missing state is the next describe's.
+    for (const reason of ['late-input', 'requested'] as const) expect(totals.reasons[reason] ?? 0, reason).toBeGreaterThan(0)
   })
 })
 
