@@ -1,6 +1,7 @@
 import { isAttributableChannel, type DeliveryView, type Mark } from './goals.ts'
 import type { CampaignDef } from './model.ts'
-import type { Engine, JourneyRecord } from './evaluate-person.ts'
+import type { Engine } from './engine.ts'
+import type { JourneyRecord } from './records.ts'
 import { STATE_VERSION, type DeliverySnapshot, type EngineSnapshot, type JourneySnapshot, type MarkSnapshot } from './engine-state.ts'
 
 /**

@@ -1,6 +1,6 @@
 import type { Attributes } from './attributes.ts'
 import type { Channel } from './lifecycle.ts'
-import type { EntryCause } from './evaluate-person.ts'
+import type { EntryCause } from './records.ts'
 
 /**
  * The rule state a person's evaluation ends in, as stored between
