@@ -1,7 +1,7 @@
 import { isAttributableChannel, type DeliveryView, type Mark } from './goals.ts'
 import type { CampaignDef } from './model.ts'
 import type { Engine } from './engine.ts'
-import type { JourneyRecord } from './records.ts'
+import { journeyIdFor, type JourneyRecord } from './records.ts'
 import { STATE_VERSION, type DeliverySnapshot, type EngineSnapshot, type JourneySnapshot, type MarkSnapshot } from './engine-state.ts'
 
 /**
@@ -100,30 +100,28 @@ function deliveryOut(d: Delivery): DeliverySnapshot {
   return s
 }
 
+const CAUSE_CODE = { event_trigger: 'e', segment_trigger: 's', delivery: 'd' } as const
+const CAUSE = { e: 'event_trigger', s: 'segment_trigger', d: 'delivery' } as const
+
 function journeyOut(j: Journey, latest: boolean, deliveries: DeliverySnapshot[]): JourneySnapshot {
-  let trig: Record<string, unknown> | null = null
+  const s: JourneySnapshot = { c: j.campaignKey, at: j.enteredAt, cause: CAUSE_CODE[j.entryCause] }
+  if (j.entryMessageId !== null) s.m = j.entryMessageId
+  if (j.goalVersion !== null) s.gv = j.goalVersion
+  if (j.exitedAt !== null) s.x = j.exitedAt
+  if (j.exitReason !== null) s.xr = j.exitReason
+  if (j.completedAt !== null) s.done = j.completedAt
+  if (j.convertedAt !== null) s.cv = j.convertedAt
   if (j.triggerProperties) {
-    trig = {}
+    const trig: Record<string, unknown> = {}
     for (const k of triggerKeys(j.campaign)) if (Object.hasOwn(j.triggerProperties, k)) trig[k] = j.triggerProperties[k]
+    s.trig = trig
   }
   const segments = goalSegments(j.campaign)
-  const s: JourneySnapshot = {
-    id: j.journeyId,
-    c: j.campaignKey,
-    at: j.enteredAt,
-    cause: j.entryCause,
-    m: j.entryMessageId,
-    gv: j.goalVersion,
-    x: j.exitedAt,
-    xr: j.exitReason,
-    done: j.completedAt,
-    cv: j.convertedAt,
-    trig,
-    mae: [...j.membersAtEntry].filter((k) => segments.has(k)),
-    refs: latest ? [...j.refs] : [],
-    d: deliveries,
-  }
+  const mae = [...j.membersAtEntry].filter((k) => segments.has(k))
+  if (mae.length > 0) s.mae = mae
+  if (latest && j.refs.size > 0) s.refs = [...j.refs]
   if (latest) s.last = 1
+  if (deliveries.length > 0) s.d = deliveries
   return s
 }
 
@@ -133,8 +131,11 @@ export function snapshotOf(engine: Engine, t: number): EngineSnapshot {
   for (const j of engine.journeys) {
     const latest = engine.latest.get(j.campaignKey) === j
     const kept = j.deliveries.filter((d) => worthKeeping(d, t))
-    // The latest journey decides where a delivery goes and whether a trigger starts a new one (R17).
-    if (latest || kept.length > 0) journeys.push(journeyOut(j, latest, kept.map(deliveryOut)))
+    // The latest journey decides where a delivery goes and whether a trigger
+    // starts a new one (R17), and answers eligibility (R21); once completed
+    // without an exit it acts in every rule as if there were none.
+    const matters = latest && !(j.completedAt !== null && j.exitedAt === null)
+    if (matters || kept.length > 0) journeys.push(journeyOut(j, latest, kept.map(deliveryOut)))
   }
   return {
     v: STATE_VERSION,
@@ -151,6 +152,7 @@ export function snapshotOf(engine: Engine, t: number): EngineSnapshot {
 
 /** The journeys of a stored state, live again; null when one names a campaign the configuration lacks. */
 export function journeysFromSnapshot(
+  personId: string,
   saved: readonly JourneySnapshot[],
   campaigns: ReadonlyMap<string, CampaignDef>,
   revoked: ReadonlySet<string>,
@@ -159,24 +161,25 @@ export function journeysFromSnapshot(
   for (const s of saved) {
     const campaign = campaigns.get(s.c)
     if (!campaign) return null
+    const entryMessageId = s.m ?? null
     const journey: Journey = {
-      journeyId: s.id,
+      journeyId: journeyIdFor(s.c, personId, entryMessageId, s.at),
       campaignKey: s.c,
       enteredAt: s.at,
-      entryCause: s.cause,
-      entryMessageId: s.m,
-      goalVersion: s.gv,
-      exitedAt: s.x,
-      exitReason: s.xr,
-      completedAt: s.done,
-      convertedAt: s.cv,
+      entryCause: CAUSE[s.cause],
+      entryMessageId,
+      goalVersion: s.gv ?? null,
+      exitedAt: s.x ?? null,
+      exitReason: s.xr ?? null,
+      completedAt: s.done ?? null,
+      convertedAt: s.cv ?? null,
       campaign,
-      triggerProperties: s.trig,
+      triggerProperties: s.trig ?? null,
       membersAtEntry: new Set(s.mae),
       refs: new Set(s.refs),
       deliveries: [],
     }
-    for (const d of s.d)
+    for (const d of s.d ?? [])
       journey.deliveries.push({
         deliveryId: d.id,
         channel: d.ch,

@@ -1,6 +1,5 @@
 import type { Attributes } from './attributes.ts'
 import type { Channel } from './lifecycle.ts'
-import type { EntryCause } from './records.ts'
 
 /**
  * The rule state a person's evaluation ends in, as stored between
@@ -17,7 +16,7 @@ import type { EntryCause } from './records.ts'
  * evaluate-person.ts): a person's state stays the same size however long
  * their history grows.
  */
-export const STATE_VERSION = 1
+export const STATE_VERSION = 2
 
 /** A lifecycle mark: [processing time, seq] (R2, R7). */
 export type MarkSnapshot = [number, number]
@@ -41,28 +40,34 @@ export interface DeliverySnapshot {
   lt: number
 }
 
+/** A journey's entry cause (R17), in one letter: event_trigger, segment_trigger, delivery. */
+export type CauseCode = 'e' | 's' | 'd'
+
+/** A journey; absent fields are null or empty. Its id is not stored: it is derived from the entry (journeyIdFor). */
 export interface JourneySnapshot {
-  id: string
   /** campaign key */
   c: string
+  /** entered_at */
   at: number
-  cause: EntryCause
-  m: string | null
-  gv: number | null
-  x: number | null
-  xr: 'goal' | 'unmatch' | null
-  done: number | null
-  cv: number | null
-  /** The trigger event's properties the goals refer to ({trigger: …}, R9); null without a trigger event. */
-  trig: Record<string, unknown> | null
+  cause: CauseCode
+  /** entry message id (absent when time alone caused the entry) */
+  m?: string
+  /** goal version at entry (R14) */
+  gv?: number
+  x?: number
+  xr?: 'goal' | 'unmatch'
+  done?: number
+  cv?: number
+  /** The trigger event's properties the goals refer to ({trigger: …}, R9); absent without a trigger event. */
+  trig?: Record<string, unknown>
   /** R15: of the goal segments, those the person was in at entry. */
-  mae: string[]
+  mae?: string[]
   /** The journey_ids senders named on its deliveries (R22 `Journey Completed`). */
-  refs: string[]
+  refs?: string[]
   /** The campaign's latest journey (R17). */
   last?: 1
-  /** Its deliveries that can still convert it. */
-  d: DeliverySnapshot[]
+  /** Its deliveries that can still matter. */
+  d?: DeliverySnapshot[]
 }
 
 export interface EngineSnapshot {

@@ -68,7 +68,7 @@ export class Engine {
   restore(saved: EngineSnapshot): boolean {
     if (!this.state.restoreCounters(saved.n)) return false
     const byKey = new Map(this.config.campaigns.map((c) => [c.key, c]))
-    const journeys = journeysFromSnapshot(saved.j, byKey, this.revoked)
+    const journeys = journeysFromSnapshot(this.personId, saved.j, byKey, this.revoked)
     if (!journeys) return false
     this.state.attributes = saved.attrs
     for (const key of saved.in) this.state.members.add(key)

@@ -67,7 +67,7 @@ describe('resuming from a stored state', () => {
     log.delivery('d1', 'delivered', T0)
     log.identify({ plan: 'pro' }, T0 + 100 * DAY) // d1's window (1 day) and memory have long passed
     const first = evaluatePerson('p1', log.events, cfg, T0 + 100 * DAY)
-    expect(first.snapshot.j.flatMap((j) => j.d)).toEqual([])
+    expect(first.snapshot.j.flatMap((j) => j.d ?? [])).toEqual([])
     const opened = log.delivery('d1', 'opened', T0 + 101 * DAY)
     expect(resumePerson('p1', stored(first), [opened], cfg, T0 + 101 * DAY, (id) => id === 'd1')).toEqual({ replay: 'forgotten-delivery' })
     const fresh = log.delivery('d2', 'delivered', T0 + 102 * DAY)
