@@ -21,8 +21,8 @@ export interface EligibilityDecision {
  * is active; otherwise whether they match the audience filters at `now`
  * (PersonEvaluation.matchesAudience).
  */
-export function decideEligibility(evaluation: Pick<PersonEvaluation, 'latest'>, campaignKey: string, audienceMatches: boolean): EligibilityDecision {
-  const last = evaluation.latest.get(campaignKey)
+export function decideEligibility(evaluation: Pick<PersonEvaluation, 'latestJourney'>, campaignKey: string, audienceMatches: boolean): EligibilityDecision {
+  const last = evaluation.latestJourney(campaignKey)
   if (last && last.exitedAt !== null)
     return { eligible: false, journeyId: last.journeyId, reason: 'journey-exited', exit: { exitedAt: last.exitedAt, exitReason: last.exitReason } }
   if (last && last.completedAt === null) return { eligible: true, journeyId: last.journeyId, reason: 'journey-active' }

@@ -29,14 +29,29 @@ export interface Delivery extends DeliveryView {
   lastTouched: number
 }
 
-/** R10: the longest window any goal version of the campaign has (windows are at most 90 days). */
+/** What the state needs to know of a campaign's goal versions, once per configuration. */
+interface GoalFacts {
+  /** R10: the longest window any goal version has (windows are at most 90 days). */
+  longestWindow: number
+  /** R9: the trigger properties a goal version refers to ({trigger: path}), as top-level keys. */
+  triggerKeys: string[]
+  /** R15: the segments a goal version joins or leaves. */
+  goalSegments: Set<string>
+}
+const goalFacts = new WeakMap<CampaignDef, GoalFacts>()
+
+function factsOf(c: CampaignDef): GoalFacts {
+  let facts = goalFacts.get(c)
+  if (!facts) goalFacts.set(c, (facts = { longestWindow: longestWindow(c), triggerKeys: triggerKeys(c), goalSegments: goalSegments(c) }))
+  return facts
+}
+
 function longestWindow(c: CampaignDef): number {
   let ms = 0
   for (const v of c.goals) if (v.goal && v.goal.withinMs > ms) ms = v.goal.withinMs
   return ms
 }
 
-/** R9: the trigger properties a goal version refers to ({trigger: path}), as top-level keys. */
 function triggerKeys(c: CampaignDef): string[] {
   const keys = new Set<string>()
   for (const v of c.goals)
@@ -49,7 +64,6 @@ function triggerKeys(c: CampaignDef): string[] {
   return [...keys]
 }
 
-/** R15: the segments a goal version joins or leaves. */
 function goalSegments(c: CampaignDef): Set<string> {
   return new Set(c.goals.flatMap((v) => (v.goal?.kind === 'segment' ? [v.goal.segment] : [])))
 }
@@ -79,7 +93,7 @@ function worthKeeping(d: Delivery, t: number): boolean {
     !d.revoked &&
     !d.afterExit &&
     isAttributableChannel(d.channel, j.campaign.webhookConversions) &&
-    d.lastTouched + longestWindow(j.campaign) >= t
+    d.lastTouched + factsOf(j.campaign).longestWindow >= t
   )
 }
 
@@ -113,10 +127,10 @@ function journeyOut(j: Journey, latest: boolean, deliveries: DeliverySnapshot[])
   if (j.convertedAt !== null) s.cv = j.convertedAt
   if (j.triggerProperties) {
     const trig: Record<string, unknown> = {}
-    for (const k of triggerKeys(j.campaign)) if (Object.hasOwn(j.triggerProperties, k)) trig[k] = j.triggerProperties[k]
+    for (const k of factsOf(j.campaign).triggerKeys) if (Object.hasOwn(j.triggerProperties, k)) trig[k] = j.triggerProperties[k]
     s.trig = trig
   }
-  const segments = goalSegments(j.campaign)
+  const segments = factsOf(j.campaign).goalSegments
   const mae = [...j.membersAtEntry].filter((k) => segments.has(k))
   if (mae.length > 0) s.mae = mae
   if (latest && j.refs.size > 0) s.refs = [...j.refs]
@@ -162,8 +176,12 @@ export function journeysFromSnapshot(
     const campaign = campaigns.get(s.c)
     if (!campaign) return null
     const entryMessageId = s.m ?? null
+    let id: string | undefined
     const journey: Journey = {
-      journeyId: journeyIdFor(s.c, personId, entryMessageId, s.at),
+      // Derived when first asked (a hash): most resumed journeys are never written or judged.
+      get journeyId() {
+        return (id ??= journeyIdFor(s.c, personId, entryMessageId, s.at))
+      },
       campaignKey: s.c,
       enteredAt: s.at,
       entryCause: CAUSE[s.cause],

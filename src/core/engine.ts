@@ -130,7 +130,10 @@ export class Engine {
       decisions: this.decisions,
       created: this.created,
       nextWakeAt: this.nextTick(Math.max(this.last, now)),
-      latest: new Map([...this.latest].map(([k, j]) => [k, journeyRecord(j)])),
+      latestJourney: (key) => {
+        const j = this.latest.get(key)
+        return j && journeyRecord(j)
+      },
       matchesAudience: (c) => this.state.matches(c.filters, end),
       snapshot: snapshotOf(this, end),
     }

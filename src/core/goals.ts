@@ -2,11 +2,15 @@ import type { Channel } from './lifecycle.ts'
 import type { CampaignDef, Goal, GoalAfter } from './model.ts'
 import { asNumber, valueAt } from './operators.ts'
 
+/** Each campaign's goal versions with effective_from parsed, once per configuration (asked at every instant of every evaluation). */
+const parsedGoals = new WeakMap<CampaignDef, Array<{ from: number; version: number; goal: Goal | null }>>()
+
 /** R13: the goal version in force at `t`: the highest version whose effective_from is not after `t`. */
 export function goalVersionAt(campaign: CampaignDef, t: number): { version: number; goal: Goal | null } | null {
+  let goals = parsedGoals.get(campaign)
+  if (!goals) parsedGoals.set(campaign, (goals = campaign.goals.map((v) => ({ from: Date.parse(v.effectiveFrom), version: v.version, goal: v.goal }))))
   let best: { version: number; goal: Goal | null } | null = null
-  for (const v of campaign.goals)
-    if (Date.parse(v.effectiveFrom) <= t && (best === null || v.version > best.version)) best = { version: v.version, goal: v.goal }
+  for (const v of goals) if (v.from <= t && (best === null || v.version > best.version)) best = { version: v.version, goal: v.goal }
   return best
 }
 

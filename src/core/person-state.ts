@@ -67,20 +67,26 @@ class Counter {
   }
 }
 
+/** dependencyOrder, once per configuration's segment list. */
+const ordered = new WeakMap<readonly SegmentDef[], SegmentDef[]>()
+
 /** Segments in an order where every referenced segment comes before its referrers. */
 function dependencyOrder(segments: readonly SegmentDef[]): SegmentDef[] {
+  const known = ordered.get(segments)
+  if (known) return known
   const byKey = new Map(segments.map((s) => [s.key, s]))
-  const ordered: SegmentDef[] = []
+  const list: SegmentDef[] = []
   const state = new Map<string, 'visiting' | 'done'>()
   const visit = (s: SegmentDef) => {
     if (state.get(s.key)) return // 'visiting' would be a cycle, which validation rejects
     state.set(s.key, 'visiting')
     for (const c of s.conditions) if (c.kind === 'segment' && byKey.has(c.segment)) visit(byKey.get(c.segment)!)
     state.set(s.key, 'done')
-    ordered.push(s)
+    list.push(s)
   }
   segments.forEach(visit)
-  return ordered
+  ordered.set(segments, list)
+  return list
 }
 
 /**

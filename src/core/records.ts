@@ -82,8 +82,8 @@ export interface PersonEvaluation {
   created: { memberships: number; journeys: number; deliveries: number }
   /** The next instant after `now` at which time alone changes something; when to look again. */
   nextWakeAt: number | null
-  /** Each campaign's latest journey (R17, R21), whatever the mode. */
-  latest: Map<string, JourneyRecord>
+  /** A campaign's latest journey (R17, R21), whatever the mode. */
+  latestJourney(campaignKey: string): JourneyRecord | undefined
   /** Whether the person matches a campaign's audience filters at the end of the evaluation (R21). */
   matchesAudience(campaign: CampaignDef): boolean
   /** The state to store, from which the next evaluation can resume. */
@@ -105,9 +105,15 @@ export function journeyIdFor(campaignKey: string, personId: string, entryMessage
 }
 
 /** Which configured campaign a sender's `campaign_id` names: its key or one of its external ids (R4). */
+const resolvers = new WeakMap<readonly CampaignDef[], (ref: string | null) => CampaignDef | undefined>()
+
 export function campaignResolver(campaigns: readonly CampaignDef[]): (ref: string | null) => CampaignDef | undefined {
+  const known = resolvers.get(campaigns)
+  if (known) return known
   const byRef = new Map<string, CampaignDef>()
   for (const c of campaigns) for (const id of c.externalIds) byRef.set(id, c)
   for (const c of campaigns) byRef.set(c.key, c) // a key wins over another campaign's external id
-  return (ref) => (ref === null ? undefined : byRef.get(ref))
+  const resolve = (ref: string | null) => (ref === null ? undefined : byRef.get(ref))
+  resolvers.set(campaigns, resolve)
+  return resolve
 }

@@ -96,7 +96,8 @@ describe('resuming from a stored state', () => {
     expect(resumed.journeys).toEqual(full.journeys) // the journey converted
     expect(resumed.deliveries).toEqual(full.deliveries) // the delivery converted
     expect(resumed.created).toEqual({ memberships: 0, journeys: 0, deliveries: 0 })
-    expect(resumed.latest).toEqual(full.latest)
+    expect(resumed.latestJourney('c1')).toEqual(full.latestJourney('c1'))
+    expect(resumed.latestJourney('c1')?.convertedAt).toBe(T0 + HOUR)
   })
 })
 
