@@ -8,7 +8,7 @@
 // (track and page), and an Order Completed that matches the goal.
 import http from 'node:http'
 import { parentPort, workerData } from 'node:worker_threads'
-import { batchPoster } from './post-batch.mjs'
+import { batchPoster, newLoadResult, recordAnswer } from './post-batch.mjs'
 
 const { url, writeKey } = workerData
 const now = () => performance.timeOrigin + performance.now()
@@ -54,7 +54,7 @@ async function run(msg) {
   const { people, peoplePerBatch, connections, rate, cfg, id } = msg
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections })
   const totalBatches = Math.ceil(people / peoplePerBatch)
-  const result = { requests: 0, ok: 0, acceptedEvents: 0, failedEvents: 0, rejectedEvents: 0, statuses: {}, errors: [], latencies: [], firstRequestAt: Infinity, lastResponseAt: 0 }
+  const result = newLoadResult()
   const start = now()
   const sendBatch = async (b) => {
     const from = b * peoplePerBatch
@@ -72,25 +72,7 @@ async function run(msg) {
     if (rate > 0) parentPort.postMessage({ type: 'sent', id, purchases })
     const res = await post(agent, body)
     const doneAt = now()
-    result.lastResponseAt = Math.max(result.lastResponseAt, doneAt)
-    result.latencies.push(doneAt - sentAt)
-    result.requests++
-    result.statuses[res.status] = (result.statuses[res.status] ?? 0) + 1
-    if (res.status === 200) {
-      result.ok++
-      let rejected = 0
-      if (res.body.length > 20) {
-        try {
-          rejected = JSON.parse(res.body).rejected?.length ?? 0
-        } catch {}
-        if (rejected > 0 && result.errors.length < 5) result.errors.push({ status: 200, body: res.body.slice(0, 600) })
-      }
-      result.acceptedEvents += batch.length - rejected
-      result.rejectedEvents += rejected
-    } else {
-      result.failedEvents += batch.length
-      if (result.errors.length < 5) result.errors.push({ status: res.status, body: res.body.slice(0, 600) })
-    }
+    recordAnswer(result, res, batch.length, sentAt, doneAt)
     if (rate > 0) parentPort.postMessage({ type: 'answered', id, at: doneAt, status: res.status, purchases: purchases.map(([, m]) => m) })
   }
   let next = 0

@@ -65,6 +65,9 @@ import {
   waitForLine,
   waitReady,
   type Child,
+  type LoadResult,
+  checkLoad,
+  envInt,
   goalpostEnv,
 } from './lib.ts'
 
@@ -79,18 +82,12 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
   console.log((await import('node:fs')).readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0])
   process.exit(0)
 }
-const int = (env: string, dflt: number) => {
-  const raw = process.env[env]
-  const n = raw === undefined || raw === '' ? dflt : Number(raw)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${env}: not a positive integer: ${raw}`)
-  return n
-}
 const opts = {
   warmup: Number(process.env.BENCH_ENGINE_WARMUP ?? 2_000),
-  people: int('BENCH_ENGINE_PEOPLE', 20_000),
-  concurrency: int('BENCH_ENGINE_CONCURRENCY', 16),
-  rate: int('BENCH_ENGINE_RATE', 1_000),
-  seconds: int('BENCH_ENGINE_SECONDS', 30),
+  people: envInt('BENCH_ENGINE_PEOPLE', 20_000),
+  concurrency: envInt('BENCH_ENGINE_CONCURRENCY', 16),
+  rate: envInt('BENCH_ENGINE_RATE', 1_000),
+  seconds: envInt('BENCH_ENGINE_SECONDS', 30),
   phases: (process.env.BENCH_ENGINE_PHASES || 'throughput,latency').split(',').map((p) => p.trim()),
   keep: !!process.env.BENCH_ENGINE_KEEP,
   cpuProf: !!process.env.BENCH_ENGINE_CPU_PROF,
@@ -164,19 +161,6 @@ async function conversionsCount(): Promise<number> {
   return Number(rows[0].n)
 }
 
-interface LoadResult {
-  requests: number
-  ok: number
-  acceptedEvents: number
-  failedEvents: number
-  rejectedEvents: number
-  statuses: Record<string, number>
-  errors: { status: number; body: string }[]
-  latencies: number[]
-  firstRequestAt: number
-  lastResponseAt: number
-}
-
 function sendPeople(
   people: number,
   connections: number,
@@ -214,13 +198,6 @@ async function waitConversions(target: number, watch: Child[], stallMs = 90_000)
     }
     for (const c of watch) if (c.proc.exitCode !== null) throw new Error(`${c.name} exited (${c.proc.exitCode}):\n${c.tail.join('\n')}`)
     await sleep(50)
-  }
-}
-
-function checkLoad(phase: string, r: LoadResult) {
-  if (r.failedEvents > 0 || r.rejectedEvents > 0) {
-    log(`${phase}: ${r.requests - r.ok} non-200 answers (${JSON.stringify(r.statuses)}), ${r.rejectedEvents} rejected messages; first bodies:`)
-    for (const e of r.errors.slice(0, 5)) console.log(`    ${e.status}: ${e.body}`)
   }
 }
 

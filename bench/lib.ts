@@ -1,5 +1,5 @@
 /**
- * Helpers shared by the benchmarks (bench/ingest.ts, bench/engine.ts):
+ * Helpers shared by the benchmarks (bench/ingest.ts, bench/engine.ts, bench/history.ts):
  * formatting, /proc probes, child processes, compiling goalpost into
  * bench/.build/, and removing a run's database and Redis keys.
  */
@@ -65,6 +65,36 @@ export function vmHwm(pid: number | undefined): number {
     return m ? Number(m[1]) * 1024 : 0
   } catch {
     return 0
+  }
+}
+
+/** A positive integer from the environment variable `env`, or dflt when it is unset or empty. */
+export function envInt(env: string, dflt: number): number {
+  const raw = process.env[env]
+  const n = raw === undefined || raw === '' ? dflt : Number(raw)
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${env}: not a positive integer: ${raw}`)
+  return n
+}
+
+/** What a load generator thread counted (newLoadResult/recordAnswer in bench/post-batch.mjs). */
+export interface LoadResult {
+  requests: number
+  ok: number
+  acceptedEvents: number
+  failedEvents: number
+  rejectedEvents: number
+  statuses: Record<string, number>
+  errors: { status: number; body: string }[]
+  latencies: number[]
+  firstRequestAt: number
+  lastResponseAt: number
+}
+
+/** Logs non-200 answers and rejected messages of a phase, with the first bodies. */
+export function checkLoad(phase: string, r: LoadResult) {
+  if (r.failedEvents > 0 || r.rejectedEvents > 0) {
+    log(`${phase}: ${r.requests - r.ok} non-200 answers (${JSON.stringify(r.statuses)}), ${r.rejectedEvents} rejected messages; first bodies:`)
+    for (const e of r.errors.slice(0, 5)) console.log(`    ${e.status}: ${e.body}`)
   }
 }
 
@@ -214,13 +244,19 @@ export async function dropBenchResources(pgServer: string, dbName: string, redis
     await admin.end().catch(() => {})
   }
   if (redis) {
-    let cursor = '0'
-    let deleted = 0
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix}:*`, 'COUNT', 1000)
-      cursor = next
-      if (keys.length > 0) deleted += await redis.unlink(...keys)
-    } while (cursor !== '0')
+    const deleted = await unlinkQueueKeys(redis, queuePrefix)
     log(`deleted ${deleted} Redis key(s) under ${queuePrefix}:, dropped database ${dbName}`)
   }
+}
+
+/** UNLINKs the keys under `<queuePrefix>:` (SCAN, never FLUSHDB); returns how many. */
+export async function unlinkQueueKeys(redis: Redis, queuePrefix: string): Promise<number> {
+  let cursor = '0'
+  let deleted = 0
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${queuePrefix}:*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) deleted += await redis.unlink(...keys)
+  } while (cursor !== '0')
+  return deleted
 }
