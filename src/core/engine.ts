@@ -39,6 +39,8 @@ export class Engine {
   readonly state: PersonState
   readonly resolve: (ref: string | null) => CampaignDef | undefined
   readonly journeys: Journey[] = []
+  /** The same journeys by campaign, in entry order. */
+  private readonly journeysOf = new Map<string, Journey[]>()
   readonly latest = new Map<string, Journey>()
   readonly deliveries = new Map<string, Delivery>()
   readonly memberships: MembershipRecord[] = []
@@ -78,7 +80,7 @@ export class Engine {
       this.restoredMemberships.add(rec)
     }
     for (const { journey, latest } of journeys) {
-      this.journeys.push(journey)
+      this.add(journey)
       if (latest) this.latest.set(journey.campaignKey, journey)
       for (const d of journey.deliveries) this.deliveries.set(d.deliveryId, d)
     }
@@ -139,6 +141,13 @@ export class Engine {
     }
   }
 
+  private add(j: Journey): void {
+    this.journeys.push(j)
+    const list = this.journeysOf.get(j.campaignKey)
+    if (list) list.push(j)
+    else this.journeysOf.set(j.campaignKey, [j])
+  }
+
   private touch(j: Journey): void {
     this.dirtyJourneys.add(j)
   }
@@ -166,15 +175,25 @@ export class Engine {
 
   /** Does this moment's candidate meet the goal in force at `t` (R13)? Whether the journey may use it is R14's question. */
   private goalCandidate(j: Journey, m: Moment) {
-    const inForce = goalVersionAt(j.campaign, m.t)
+    const candidate = this.campaignCandidate(j.campaign, m)
+    return candidate && this.meetsForJourney(j, candidate.goal, m) ? candidate : null
+  }
+
+  /** The part of goalCandidate that does not depend on the journey: the goal in force at `t` (R13) and the event or segment change it asks for. */
+  private campaignCandidate(c: CampaignDef, m: Moment) {
+    const inForce = goalVersionAt(c, m.t)
     if (!inForce?.goal) return null
     const goal = inForce.goal
     const e = m.e
     if (goal.kind === 'event') {
       if (!e || e.name !== goal.event || !(e.type === 'track' || e.type === 'page' || e.type === 'screen')) return null
-      if (!matchesFilter(goal.where, e.properties, { attributes: this.state.attributes, trigger: j.triggerProperties })) return null
     } else if (!(goal.on === 'join' ? m.joined : m.left).includes(goal.segment)) return null
     return { goal, version: inForce.version }
+  }
+
+  /** R9: an event goal's filters, which may compare with the journey's trigger properties. */
+  private meetsForJourney(j: Journey, goal: Goal, m: Moment): boolean {
+    return goal.kind !== 'event' || matchesFilter(goal.where, m.e!.properties, { attributes: this.state.attributes, trigger: j.triggerProperties })
   }
 
   private exitIfDue(j: Journey, m: Moment, atEntry: boolean): void {
@@ -218,7 +237,7 @@ export class Engine {
       refs: new Set(),
       deliveries: [],
     }
-    this.journeys.push(j)
+    this.add(j)
     this.latest.set(c.key, j)
     this.created.journeys++
     this.touch(j)
@@ -227,10 +246,10 @@ export class Engine {
 
   /** R10–R16: judges this moment's candidate for every journey of the campaign not yet converted. */
   private convert(c: CampaignDef, m: Moment): void {
-    for (const j of this.journeys) {
-      if (j.campaign !== c) continue
-      const candidate = this.goalCandidate(j, m)
-      if (!candidate) continue
+    const candidate = this.campaignCandidate(c, m)
+    if (!candidate) return // most instants are no candidate of the campaign's goal at all
+    for (const j of this.journeysOf.get(c.key) ?? []) {
+      if (!this.meetsForJourney(j, candidate.goal, m)) continue
       const e = m.e
       const messageId = candidate.goal.kind === 'event' ? e!.messageId : (e?.messageId ?? null)
       const decide = (converts: boolean, reason: string) => this.decisions.push({ at: m.t, messageId, journeyId: j.journeyId, converts, reason })

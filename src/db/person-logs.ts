@@ -32,7 +32,8 @@ interface EventRow {
   type: string
   name: string | null
   properties: Record<string, unknown>
-  received_at: Date
+  /** Epoch milliseconds (float8): no date string to parse per row. */
+  received_ms: number
 }
 
 /** One input as the rules see it: its processing time and, for a lifecycle event, the delivery it names (R4). */
@@ -47,7 +48,7 @@ export function personEvent(
 function collect(rows: readonly EventRow[], byPerson: Map<string, PersonEvent[]>, table: ReadonlyMap<string, DeliveryEventKind>) {
   for (const r of rows)
     byPerson.get(r.person_id)!.push(
-      personEvent(table, { messageId: r.message_id, seq: r.seq, receivedAt: r.received_at.getTime(), type: r.type, name: r.name, properties: r.properties }),
+      personEvent(table, { messageId: r.message_id, seq: r.seq, receivedAt: r.received_ms, type: r.type, name: r.name, properties: r.properties }),
     )
   return byPerson
 }
@@ -62,7 +63,7 @@ export async function loadPersonEvents(
   const byPerson = new Map<string, PersonEvent[]>(personIds.map((id) => [id, []]))
   if (personIds.length === 0) return byPerson
   const { rows } = await trx.raw<{ rows: EventRow[] }>(
-    `SELECT person_id, message_id, seq, type, name, properties, received_at
+    `SELECT person_id, message_id, seq, type, name, properties, (extract(epoch FROM received_at) * 1000)::float8 AS received_ms
        FROM events
       WHERE person_id = ANY(?::text[]) AND (type = 'identify' OR name = ANY(?::text[]))
       ORDER BY person_id, received_at, seq`,
@@ -86,7 +87,7 @@ export async function loadEventsAfter(
   if (watermarks.size === 0) return byPerson
   const ids = [...watermarks.keys()]
   const { rows } = await trx.raw<{ rows: EventRow[] }>(
-    `SELECT e.person_id, e.message_id, e.seq, e.type, e.name, e.properties, e.received_at
+    `SELECT e.person_id, e.message_id, e.seq, e.type, e.name, e.properties, (extract(epoch FROM e.received_at) * 1000)::float8 AS received_ms
        FROM unnest(?::text[], ?::timestamptz[], ?::bigint[]) AS w(person_id, at, seq)
        JOIN events e ON e.person_id = w.person_id
         AND (e.received_at, e.seq) > (coalesce(w.at, '-infinity'), coalesce(w.seq, 0))
