@@ -68,11 +68,11 @@ export function vmHwm(pid: number | undefined): number {
   }
 }
 
-/** A positive integer from the environment variable `env`, or dflt when it is unset or empty. */
-export function envInt(env: string, dflt: number): number {
+/** An integer >= min (1) from the environment variable `env`, or dflt when it is unset or empty. */
+export function envInt(env: string, dflt: number, min = 1): number {
   const raw = process.env[env]
   const n = raw === undefined || raw === '' ? dflt : Number(raw)
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${env}: not a positive integer: ${raw}`)
+  if (!Number.isInteger(n) || n < min) throw new Error(`${env}: not an integer >= ${min}: ${raw}`)
   return n
 }
 
