@@ -68,6 +68,7 @@ import {
   type LoadResult,
   checkLoad,
   envInt,
+  runInThread,
   goalpostEnv,
 } from './lib.ts'
 
@@ -168,18 +169,7 @@ function sendPeople(
   idPrefix: string,
   onProgress?: (m: { type: 'sent'; purchases: [string, string][] } | { type: 'answered'; at: number; status: number; purchases: string[] }) => void,
 ): Promise<LoadResult> {
-  const id = Math.random()
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: any) => {
-      if (msg.id !== id) return
-      if (msg.type === 'sent' || msg.type === 'answered') return onProgress?.(msg)
-      loadThread!.off('message', onMessage)
-      if (msg.type === 'done') resolve(msg.result)
-      else reject(new Error(`load generator: ${msg.error}`))
-    }
-    loadThread!.on('message', onMessage)
-    loadThread!.postMessage({ cmd: 'run', id, people, peoplePerBatch: PEOPLE_PER_BATCH, connections, rate, cfg: { idPrefix, campaigns: CAMPAIGNS } })
-  })
+  return runInThread(loadThread!, { people, peoplePerBatch: PEOPLE_PER_BATCH, connections, rate, cfg: { idPrefix, campaigns: CAMPAIGNS } }, onProgress)
 }
 
 async function waitConversions(target: number, watch: Child[], stallMs = 90_000): Promise<number> {

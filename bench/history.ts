@@ -1,34 +1,24 @@
 /**
  * Evaluation cost against history depth: `npm run bench:history` (also run by
- * `npm run bench` after the engine bench).
+ * `npm run bench` after the engine bench; bench/README.md describes it).
  *
- * goalpost (compiled into bench/.build/worktree) runs on a database and queue
- * prefix of its own with one goal: Order Completed where total > 0, within 7d
- * after delivered, value total, exit never, campaigns entered by delivery
- * (bench/history-gen.ts explains why each live run has a campaign of its
- * own). For each depth D (earlier relevant events per person), on a group of
- * people of its own:
+ * goalpost runs on a database and queue prefix of its own, with campaigns
+ * entered by delivery whose goal is Order Completed where total > 0, within
+ * 7d after delivered (bench/history-gen.ts). For each depth D, on people of
+ * its own, in each topology (`start`, or `serve` + `worker`; started afresh
+ * and warmed up for every phase):
  *
- *   1. baseline: live traffic on the group, no history (bench/history-loadgen.mjs:
- *      each person's events in separate POST /v1/batch requests of 100
- *      people each, interleaved, no client receivedAt), in each topology:
- *      events/s from the first request until `events` holds every event and
- *      `conversions` one new row per person (the last event converts);
- *   2. `goalpost import` of D earlier events per person (identifies, delivery
- *      lifecycles, purchases over the past two years, up to a day ago):
- *      messages/s over the command's wall time;
- *   3. with history: the same live traffic again on the same people, in each
- *      topology; the ratio to the baseline (target >= 90 %). The baseline's
- *      own events are a little history too (a few per person).
+ *   1. baseline: live traffic on the group (bench/history-loadgen.mjs), events/s
+ *      from the first request until `events` holds every event and
+ *      `conversions` one new row per person (each converts on their last event);
+ *   2. `goalpost import` of D earlier events a person: messages/s (wall time);
+ *   3. a control group (as many new people) then the group again: events/s,
+ *      the ratio to the baseline (target >= 90 %) and to the control, and the
+ *      worker's peak RSS (VmHWM of `start`, or of `worker`).
  *
- * Per phase goalpost is started afresh (`start`, one process as `npm start`
- * runs it, or `serve` + `worker`), warmed up with new people, and stopped;
- * the worker's peak RSS (VmHWM of `start`, or of `worker`) is read at the end
- * of the with-history run. Also: an import-only measure (a file of
- * BENCH_HISTORY_IMPORT_MESSAGES messages, 100 a person), and the stored
- * per-person state (person_evaluations.state) at each depth and for small
- * groups at 10 / 1,000 / 10,000 earlier events. A phase longer than the time
- * limit is stopped and reported as timed out (its rate is then a bound).
+ * Also: an import-only rate, and the stored per-person state at each depth
+ * and for small groups at 10 / 1,000 / 10,000 earlier events. A live run or
+ * import longer than the time limit is stopped and reported as timed out.
  *
  * Options (environment variables):
  *   BENCH_HISTORY_TOPOLOGIES       start,split (both)
@@ -42,18 +32,21 @@
  *   BENCH_HISTORY_WARMUP           new people sent after each start, not measured (1000; 0: none)
  *   BENCH_HISTORY_CONCURRENCY      connections (16; lanes = min(this, people / 100))
  *   BENCH_HISTORY_TIMEOUT          seconds a live run or an import may take (300)
- *   BENCH_HISTORY_KEEP=1           keep the database, queue keys and run directory (history files included)
+ *   BENCH_HISTORY_KEEP=1           keep the database and the run directory (history files included)
+ *   BENCH_HISTORY_PROFILE=1        per phase, the worker's SQL time per statement and CPU profile (run directory kept)
  *   BENCH_BUILD, BENCH_INGEST_CONCURRENCY, BENCH_PG_SERVER_URL, BENCH_REDIS_URL: as for bench/engine.ts
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
 import { Redis } from 'ioredis'
-import { BENCH_DIR, ROOT, checkLoad, compileWorktree, dropBenchResources, envInt, fmt, freePort, goalpostEnv, killChildrenOnExit, log, machineLoad, mb } from './lib.ts'
-import { now, percentile, sleep, startChild, stopChild, unlinkQueueKeys, vmHwm, waitForLine, waitReady, type Child, type LoadResult } from './lib.ts'
+import { BENCH_DIR, ROOT, checkLoad, compileWorktree, dropBenchResources, envInt, fmt, formatPgTiming, freePort, goalpostEnv, killChildrenOnExit, log, machineLoad, mb } from './lib.ts'
+import { formatSummary, summariseProfile } from './cpuprofile.ts'
+import { cpuMsPer1000, cpuReading, formatTable, now, runInThread, percentile, sleep, startChild, stopChild, unlinkQueueKeys, vmHwm, waitForLine, waitReady, type Child, type LoadResult } from './lib.ts'
 import { HISTORY_CYCLE, WARM_CAMPAIGN, configDocument, liveCampaign, writeHistoryFile, type HistoryGroup } from './history-gen.ts'
 
 const TARGET_BASELINE = 12_000
@@ -86,6 +79,7 @@ const opts = {
   concurrency: envInt('BENCH_HISTORY_CONCURRENCY', 16),
   timeoutMs: envInt('BENCH_HISTORY_TIMEOUT', 300) * 1000,
   keep: !!process.env.BENCH_HISTORY_KEEP,
+  profile: !!process.env.BENCH_HISTORY_PROFILE,
   build: (process.env.BENCH_BUILD || 'auto') as 'auto' | 'always' | 'never',
   ingestConcurrency: process.env.BENCH_INGEST_CONCURRENCY ?? '',
 }
@@ -107,6 +101,7 @@ killChildrenOnExit(children)
 let entry = ''
 let configFile = ''
 let db: pg.Client | undefined
+let pollPid = 0 // the bench's own backend
 let redis: Redis | undefined
 let loadThread: Worker | undefined
 const childEnv = (extra: Record<string, string> = {}) =>
@@ -119,11 +114,19 @@ const peopleOf = (g: HistoryGroup) => Array.from({ length: g.people }, (_, p) =>
 
 // --- goalpost processes ----------------------------------------------------------------------
 
-interface Running {
-  url: string
-  /** The process that runs the workers: `start`, or `worker` in split. */
-  worker: Child
-  all: Child[]
+/** Running goalpost processes; `worker` runs the workers: `start`, or `worker` in split. */
+type Running = { url: string; worker: Child; all: Child[] }
+
+/** BENCH_HISTORY_PROFILE: the worker's SQL time per statement (bench/pg-timing.mjs) and CPU profile. */
+const profiled = (name: string) =>
+  opts.profile ? ['--import', pathToFileURL(path.join(BENCH_DIR, 'pg-timing.mjs')).href, '--cpu-prof', `--cpu-prof-dir=${path.join(runDir, `prof-${name}`)}`] : []
+const profileEnv = (name: string): Record<string, string> => (opts.profile ? { BENCH_PG_TIMING_OUT: path.join(runDir, `pg-timing-${name}.json`) } : {})
+
+function printProfile(name: string) {
+  const dir = path.join(runDir, `prof-${name}`)
+  console.log(`\n${formatPgTiming(path.join(runDir, `pg-timing-${name}.json`), `${name} (warm-up included)`, 8)}`)
+  for (const f of existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [])
+    console.log(`CPU profile ${name}: ${formatSummary(summariseProfile(path.join(dir, f)), 8, 12)}`)
 }
 
 async function startGoalpost(topology: string, name: string): Promise<Running> {
@@ -131,44 +134,27 @@ async function startGoalpost(topology: string, name: string): Promise<Running> {
   const url = `http://127.0.0.1:${port}`
   const httpEnv = childEnv({ PORT: String(port), GOALPOST_CONFIG: configFile })
   if (topology === 'start') {
-    const start = startChild(children, runDir, `${name}-start`, [entry, 'start'], httpEnv)
+    const start = startChild(children, runDir, `${name}-start`, [...profiled(name), entry, 'start'], { ...httpEnv, ...profileEnv(name) })
     await waitReady(start, url)
     await waitForLine(start, 'workers started')
     return { url, worker: start, all: [start] }
   }
   const server = startChild(children, runDir, `${name}-serve`, [entry, 'serve'], httpEnv)
   await waitReady(server, url)
-  const worker = startChild(children, runDir, `${name}-worker`, [entry, 'worker'], childEnv())
+  const worker = startChild(children, runDir, `${name}-worker`, [...profiled(name), entry, 'worker'], childEnv(profileEnv(name)))
   await waitForLine(worker, 'workers started')
   return { url, worker, all: [server, worker] }
 }
 
 // --- a live run ---------------------------------------------------------------------------------
 
-interface Live {
-  /** Events of the run, and how many were stored (fewer when it timed out). */
-  events: number
-  stored: number
-  seconds: number
-  rate: number
-  timedOut: boolean
-  load: LoadResult & { lanes: number }
-}
+/** A live run: its events, how many were stored (fewer when it timed out) at `rate` a second, CPU ms per 1,000 stored. */
+type Live = { events: number; stored: number; seconds: number; rate: number; timedOut: boolean; load: LoadResult & { lanes: number }; cpu: { goalpost: number; postgres: number } }
+// The goalpost processes and the bench database's Postgres processes, not the bench's own connection.
+const cpuNow = (running: Running) => cpuReading(running.all.map((c) => c.proc.pid), dbName, [pollPid])
 
-function send(running: Running, g: HistoryGroup, campaignId: string, runId: string, cycles: number): Promise<LoadResult & { lanes: number }> {
-  const id = Math.random()
-  return new Promise((resolve, reject) => {
-    const onMessage = (msg: any) => {
-      if (msg.id !== id) return
-      loadThread!.off('message', onMessage)
-      if (msg.type === 'done') resolve(msg.result)
-      else reject(new Error(`load generator: ${msg.error}`))
-    }
-    loadThread!.on('message', onMessage)
-    const run = { url: running.url, group: g.group, people: g.people, cycles, campaignId, runId }
-    loadThread!.postMessage({ cmd: 'run', id, ...run, connections: opts.concurrency, perRequest: PER_REQUEST })
-  })
-}
+const send = (running: Running, g: HistoryGroup, campaignId: string, runId: string, cycles: number) =>
+  runInThread<Live['load']>(loadThread!, { url: running.url, group: g.group, people: g.people, cycles, campaignId, runId, connections: opts.concurrency, perRequest: PER_REQUEST })
 
 /** Sends a live run to group g in a campaign and waits until every event is stored and every person converted. */
 async function liveRun(running: Running, g: HistoryGroup, campaign: { key: string; externalId: string }, runId: string, cycles: number): Promise<Live> {
@@ -178,6 +164,7 @@ async function liveRun(running: Running, g: HistoryGroup, campaign: { key: strin
   const people = peopleOf(g)
   const converted = async () => Number((await q(convSql, [campaign.key, people])).n)
   if ((await converted()) > 0) throw new Error(`${runId}: ${g.group} already converted in ${campaign.key}`)
+  const cpu0 = cpuNow(running)
   const t0 = now()
   let loadDone = false
   const sending = send(running, g, campaign.externalId, runId, cycles).finally(() => (loadDone = true))
@@ -197,9 +184,11 @@ async function liveRun(running: Running, g: HistoryGroup, campaign: { key: strin
   const load = await sending
   checkLoad(runId, load)
   const end = doneAt || now()
+  const cpu1 = cpuNow(running)
   if (!doneAt) stored = await storedSince(startSeq)
   const seconds = (end - load.firstRequestAt) / 1000
-  return { events, stored: doneAt ? events : stored, seconds, rate: (doneAt ? events : stored) / seconds, timedOut: !doneAt, load }
+  const n = doneAt ? events : stored
+  return { events, stored: n, seconds, rate: n / seconds, timedOut: !doneAt, load, cpu: cpuMsPer1000(cpu0, cpu1, n) }
 }
 
 let warmups = 0
@@ -211,41 +200,42 @@ async function warmUp(running: Running) {
   if (r.timedOut) throw new Error(`warm-up timed out after ${fmt(r.seconds)} s`)
 }
 
-/** One live run in a fresh goalpost of `topology`: start, warm up, run, read the worker's peak RSS, stop. */
-async function phase(topology: string, g: HistoryGroup, run: 'base' | 'hist', cycles: number) {
-  const name = `${g.group}-${topology}-${run}`
+/**
+ * Live runs in a fresh goalpost of `topology`: start, warm up, each run in the
+ * run's campaign (the worker's peak RSS read after each), stop.
+ */
+async function phase(topology: string, runs: { g: HistoryGroup; run: 'base' | 'hist' }[], cycles: number) {
+  const name = `${runs.at(-1)!.g.group}-${topology}-${runs.at(-1)!.run}`
   const running = await startGoalpost(topology, name)
   try {
     await warmUp(running)
     if (!analyzed) await db!.query('ANALYZE') // a running installation has planner statistics (imports analyze too)
     analyzed = true
-    const live = await liveRun(running, g, liveCampaign(topology, run), name, cycles)
-    const rss = vmHwm(running.worker.proc.pid)
-    const lat = live.load.latencies.sort((a, b) => a - b)
-    log(
-      `${name}: ${fmt(live.stored)} events in ${fmt(live.seconds, 2)} s = ${fmt(live.rate)} events/s end to end${live.timedOut ? ` (TIMED OUT after ${opts.timeoutMs / 1000} s)` : ''}; ` +
-        `${live.load.lanes} connection(s), request latency p50 ${fmt(percentile(lat, 50), 1)} / p99 ${fmt(percentile(lat, 99), 1)} ms; ` +
-        `worker peak RSS ${mb(rss)}${running.all.length > 1 ? `, server ${mb(vmHwm(running.all[0].proc.pid))}` : ''}; ${machineLoad()}`,
-    )
-    return { ...live, rss }
+    const out: (Live & { rss: number })[] = []
+    for (const { g, run } of runs) {
+      const runName = `${g.group}-${topology}-${run}`
+      const live = await liveRun(running, g, liveCampaign(topology, run), runName, cycles)
+      const rss = vmHwm(running.worker.proc.pid)
+      const lat = live.load.latencies.sort((a, b) => a - b)
+      log(
+        `${runName}: ${fmt(live.stored)} events in ${fmt(live.seconds, 2)} s = ${fmt(live.rate)} events/s end to end${live.timedOut ? ` (TIMED OUT after ${opts.timeoutMs / 1000} s)` : ''}; ` +
+          `${live.load.lanes} connection(s), request latency p50 ${fmt(percentile(lat, 50), 1)} / p99 ${fmt(percentile(lat, 99), 1)} ms; ` +
+          `CPU ms per 1,000 events: goalpost ${fmt(live.cpu.goalpost)}, Postgres ${fmt(live.cpu.postgres)}; worker peak RSS ${mb(rss)}${running.all.length > 1 ? `, server ${mb(vmHwm(running.all[0].proc.pid))}` : ''}; ${machineLoad()}`,
+      )
+      out.push({ ...live, rss })
+    }
+    return out
   } finally {
     await Promise.all(running.all.map((c) => stopChild(c)))
     // A timed-out run leaves jobs behind: the next phase starts on an empty queue.
     await unlinkQueueKeys(redis!, queuePrefix)
+    if (opts.profile) printProfile(name)
   }
 }
 
 // --- imports and state ----------------------------------------------------------------------------
 
-interface Imported {
-  lines: number
-  seconds: number
-  rate: number
-  timedOut: boolean
-  summary: string
-}
-
-async function importHistory(label: string, groups: HistoryGroup[]): Promise<Imported> {
+async function importHistory(label: string, groups: HistoryGroup[]) {
   const file = path.join(runDir, `${label}.jsonl`)
   let t = now()
   const lines = writeHistoryFile(file, groups, opts.order, Date.now())
@@ -254,10 +244,7 @@ async function importHistory(label: string, groups: HistoryGroup[]): Promise<Imp
   t = now()
   const child = startChild(children, runDir, `import-${label}`, [entry, 'import', file], childEnv())
   let timedOut = false
-  const timer = setTimeout(() => {
-    timedOut = true
-    stopChild(child, 10_000)
-  }, opts.timeoutMs)
+  const timer = setTimeout(() => ((timedOut = true), stopChild(child, 10_000)), opts.timeoutMs)
   const code = await child.exited
   clearTimeout(timer)
   const seconds = (now() - t) / 1000
@@ -265,19 +252,25 @@ async function importHistory(label: string, groups: HistoryGroup[]): Promise<Imp
   if (!opts.keep) rmSync(file, { force: true })
   const summary = child.tail.find((l) => l.startsWith('imported ')) ?? '(no summary: stopped)'
   const stored = timedOut ? await storedSince(startSeq) : lines
-  const r = { lines: stored, seconds, rate: stored / seconds, timedOut, summary }
+  const r = { lines: stored, seconds, rate: stored / seconds, timedOut }
   log(`${label}: ${fmt(r.lines)} messages in ${fmt(seconds, 1)} s = ${fmt(r.rate)} messages/s${timedOut ? ` (TIMED OUT after ${opts.timeoutMs / 1000} s; stored so far counted)` : ''}: ${summary}`)
-  await db!.query('ANALYZE')
+  // What autovacuum does soon after a large import on a running installation;
+  // left to it, it would run during the next live run and bill it.
+  await db!.query('VACUUM (ANALYZE)')
   analyzed = true
   return r
 }
 
+/**
+ * State bytes per person as stored, avg / max (pg_column_size: after TOAST
+ * compresses a value over ~2 KB, so it need not grow with the state), the
+ * average as JSON text, and how many people have one when not all do.
+ */
 async function stateSize(g: HistoryGroup) {
-  const r = await q(
-    'SELECT avg(pg_column_size(state))::float AS avg, max(pg_column_size(state)) AS max, count(state) AS n FROM person_evaluations WHERE person_id = ANY($1)',
-    [peopleOf(g)],
-  )
-  return Number(r.n) === 0 ? 'n/a' : `${fmt(r.avg)} / ${fmt(r.max)} B`
+  const sizes = 'avg(pg_column_size(state))::float AS avg, max(pg_column_size(state)) AS max, avg(length(state::text))::float AS text, count(state) AS n'
+  const r = await q(`SELECT ${sizes} FROM person_evaluations WHERE person_id = ANY($1)`, [peopleOf(g)])
+  const n = Number(r.n)
+  return n === 0 ? 'n/a' : `${fmt(r.avg)} / ${fmt(r.max)} B (text ${fmt(r.text)})${n < g.people ? ` (${n} of ${g.people} people)` : ''}`
 }
 
 const historyPerPerson = async (g: HistoryGroup) => Number((await q('SELECT count(*) AS n FROM events WHERE person_id = ANY($1)', [peopleOf(g)])).n) / g.people
@@ -322,6 +315,7 @@ async function main() {
   if ((await apply.exited) !== 0) throw new Error(`goalpost apply failed:\n${apply.tail.join('\n')}`)
   db = new pg.Client({ connectionString: databaseUrl, application_name: 'goalpost-bench-history' })
   await db.connect()
+  pollPid = (await q('SELECT pg_backend_pid() AS pid')).pid
   redis = new Redis(redisUrl, { maxRetriesPerRequest: 3 })
   loadThread = new Worker(new URL('./history-loadgen.mjs', import.meta.url), { workerData: { writeKey: WRITE_KEY } })
 
@@ -338,18 +332,21 @@ async function main() {
     const g: HistoryGroup = { group: `d${depth}`, people, depth }
     const cycles = Math.max(1, Math.round(opts.liveEvents / (people * EVENTS_PER_CYCLE)))
     log(`depth ${fmt(depth)}: ${fmt(people)} people, live runs of ${fmt(people * cycles * EVENTS_PER_CYCLE)} events (${cycles * EVENTS_PER_CYCLE} a person)`)
-    const base = new Map<string, Awaited<ReturnType<typeof phase>>>()
-    for (const t of opts.topologies) base.set(t, await phase(t, g, 'base', cycles))
+    const base = new Map<string, Live>()
+    for (const t of opts.topologies) base.set(t, (await phase(t, [{ g, run: 'base' }], cycles))[0])
     const imported = depth > 0 ? await importHistory(`history-d${depth}`, [g]) : undefined
     const stored = await historyPerPerson(g)
-    log(`depth ${fmt(depth)}: ${fmt(stored)} stored events a person before the live runs with history`)
+    log(`depth ${fmt(depth)}: ${fmt(stored)} stored events a person before the live runs with history; state ${await stateSize(g)}`)
+    // The control group: as many new people, in the same goalpost and database just before the run with history.
+    const control: HistoryGroup = { group: `c${depth}`, people, depth: 0 }
     for (const t of opts.topologies) {
-      const h = await phase(t, g, 'hist', cycles)
+      const [c, h] = await phase(t, [{ g: control, run: 'hist' }, { g, run: 'hist' }], cycles)
       const b = base.get(t)!
       const ratio = h.rate / b.rate
       const verdict = h.timedOut || b.timedOut ? '(timed out)' : ratio >= TARGET_RATIO ? 'ok' : 'LOW'
+      const cpu = (l: Live) => fmt(l.cpu.goalpost + l.cpu.postgres)
       const row = [fmt(depth), fmt(stored), fmt(people), fmt(h.events), `${rate(b)} ${b.rate >= TARGET_BASELINE ? 'ok' : 'LOW'}`, rate(h), `${pct(ratio)} ${verdict}`]
-      rows.push([t, ...row, imported ? rate(imported) : '-', `${mb(h.rss)} ${h.rss < TARGET_RSS ? 'ok' : 'HIGH'}`, await stateSize(g)])
+      rows.push([t, ...row, rate(c), pct(h.rate / c.rate), `${cpu(b)} / ${cpu(c)} / ${cpu(h)}`, imported ? rate(imported) : '-', `${mb(h.rss)} ${h.rss < TARGET_RSS ? 'ok' : 'HIGH'}`, await stateSize(g)])
     }
   }
 
@@ -369,15 +366,12 @@ async function main() {
   }
 
   const counts = await q('SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM conversions) AS conversions, (SELECT count(*) FROM people) AS people')
-  const head = ['topology', 'depth', 'stored/person', 'people', 'live events', 'baseline ev/s', 'with history ev/s', 'ratio', 'import msg/s', 'worker RSS', 'state avg / max']
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const line = '-'.repeat(widths.reduce((a, w) => a + w + 2, 0))
-  const fmtRow = (r: string[]) => r.map((c, i) => (i < 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  const head = ['topology', 'depth', 'stored/person', 'people', 'live events', 'baseline ev/s', 'with history ev/s', 'ratio', 'control ev/s', 'hist/ctrl', 'cpu-ms/1k base/ctrl/hist', 'import msg/s', 'worker RSS', 'state stored avg / max']
+  const table = formatTable(head, rows)
+  const line = '-'.repeat(table.split('\n')[0].length)
   console.log(`\n${line}\ngoalpost history bench  ${os.cpus().length} cores, ${machineLoad()} at the end; file order ${opts.order}, ${opts.concurrency} connections max, requests of ${PER_REQUEST} people`)
   console.log(`targets: baseline >= ${fmt(TARGET_BASELINE)} events/s (spread traffic); with history >= ${pct(TARGET_RATIO)} of baseline; import >= ${fmt(TARGET_IMPORT)} messages/s; worker RSS < ${mb(TARGET_RSS)}\n${line}`)
-  console.log(fmtRow(head))
-  for (const r of rows) console.log(fmtRow(r))
-  console.log(line)
+  console.log(`${table}\n${line}`)
   for (const n of notes) console.log(n)
   console.log(`history cycle: ${HISTORY_CYCLE} relevant events (identify, Email Sent/Delivered/Opened/Link Clicked, Order Completed); Postgres at the end: events ${fmt(Number(counts.events))}, people ${fmt(Number(counts.people))}, conversions ${fmt(Number(counts.conversions))}`)
   console.log(line)
@@ -386,7 +380,7 @@ async function main() {
 main()
   .then(async () => {
     await cleanup()
-    if (!opts.keep) rmSync(runDir, { recursive: true, force: true })
+    if (!opts.keep && !opts.profile) rmSync(runDir, { recursive: true, force: true })
     process.exit(0)
   })
   .catch(async (err) => {

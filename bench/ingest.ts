@@ -62,6 +62,7 @@ import {
   BENCH_DIR,
   ROOT,
   dropBenchResources,
+  formatPgTiming,
   fmt,
   freePort,
   killChildrenOnExit,
@@ -768,22 +769,8 @@ async function main() {
 }
 
 function printPgTiming() {
-  const files = readdirSync(runDir).filter((f) => f.startsWith('pg-timing-') && f.endsWith('.json'))
-  for (const f of files) {
-    const data = JSON.parse(readFileSync(path.join(runDir, f), 'utf8')) as {
-      statements: { sql: string; calls: number; totalMs: number; maxMs: number; errors: number; paramBytes: number; hist: number[] }[]
-    }
-    const stmts = data.statements.sort((a, b) => b.totalMs - a.totalMs)
-    const total = stmts.reduce((s, x) => s + x.totalMs, 0)
-    const begins = stmts.find((s) => /^BEGIN/i.test(s.sql))?.calls ?? 0
-    console.log(`\nSQL time in ${f.replace(/^pg-timing-|\.json$/g, '')} (client-side, call -> result; ${fmt(begins)} transactions; total ${fmt(total / 1000, 1)} s)`)
-    console.log(`  ${'total s'.padStart(8)}${'share'.padStart(7)}${'calls'.padStart(9)}${'avg ms'.padStart(8)}${'ms/txn'.padStart(8)}${'max ms'.padStart(8)}  statement`)
-    for (const s of stmts.slice(0, 14))
-      console.log(
-        `  ${fmt(s.totalMs / 1000, 2).padStart(8)}${`${fmt((100 * s.totalMs) / total)}%`.padStart(7)}${fmt(s.calls).padStart(9)}${fmt(s.totalMs / s.calls, 2).padStart(8)}` +
-          `${fmt(s.totalMs / Math.max(1, begins), 2).padStart(8)}${fmt(s.maxMs, 0).padStart(8)}  ${s.sql.slice(0, 110)}`,
-      )
-  }
+  for (const f of readdirSync(runDir).filter((f) => f.startsWith('pg-timing-') && f.endsWith('.json')))
+    console.log(`\n${formatPgTiming(path.join(runDir, f), f.replace(/^pg-timing-|\.json$/g, ''))}`)
 }
 
 function printProfiles() {

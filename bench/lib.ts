@@ -11,6 +11,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import type { Redis } from 'ioredis'
+import type { Worker } from 'node:worker_threads'
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 export const ROOT = path.resolve(BENCH_DIR, '..')
@@ -90,12 +91,80 @@ export interface LoadResult {
   lastResponseAt: number
 }
 
+/**
+ * Posts `{cmd: 'run', id, ...msg}` to a load generator thread and resolves with
+ * the result of its `done` answer for that id (rejects on `error`); any other
+ * message for the id goes to onProgress.
+ */
+export function runInThread<R>(thread: Worker, msg: object, onProgress?: (m: any) => void): Promise<R> {
+  const id = Math.random()
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: any) => {
+      if (m.id !== id) return
+      if (m.type !== 'done' && m.type !== 'error') return onProgress?.(m)
+      thread.off('message', onMessage)
+      if (m.type === 'done') resolve(m.result)
+      else reject(new Error(`load generator: ${m.error}`))
+    }
+    thread.on('message', onMessage)
+    thread.postMessage({ cmd: 'run', id, ...msg })
+  })
+}
+
 /** Logs non-200 answers and rejected messages of a phase, with the first bodies. */
 export function checkLoad(phase: string, r: LoadResult) {
   if (r.failedEvents > 0 || r.rejectedEvents > 0) {
     log(`${phase}: ${r.requests - r.ok} non-200 answers (${JSON.stringify(r.statuses)}), ${r.rejectedEvents} rejected messages; first bodies:`)
     for (const e of r.errors.slice(0, 5)) console.log(`    ${e.status}: ${e.body}`)
   }
+}
+
+const CLK_TCK = Number(sh('getconf', ['CLK_TCK'])) || 100
+
+/** CPU seconds (user + system) a process has used so far; 0 when it is gone. */
+export function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  } catch {
+    return 0
+  }
+}
+
+/** The pids of the Postgres processes (backends, autovacuum) working on database dbName, but `exclude`. */
+export function postgresPids(dbName: string, exclude: number[] = []): number[] {
+  const pids: number[] = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || exclude.includes(Number(name))) continue
+    try {
+      if (!readFileSync(`/proc/${name}/comm`, 'utf8').startsWith('postgres')) continue
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dbName)) pids.push(Number(name))
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return pids
+}
+
+/** A reading of CPU seconds: of the processes `pids` together, and of each Postgres process of dbName but `exclude`. */
+export function cpuReading(pids: (number | undefined)[], dbName: string, exclude: number[] = []) {
+  return { own: pids.reduce<number>((a, pid) => a + cpuSeconds(pid), 0), pg: new Map(postgresPids(dbName, exclude).map((pid) => [pid, cpuSeconds(pid)])) }
+}
+
+/** CPU ms per 1,000 events between two readings (a Postgres process that ended meanwhile is not counted). */
+export function cpuMsPer1000(a: ReturnType<typeof cpuReading>, b: ReturnType<typeof cpuReading>, events: number) {
+  let pgS = 0
+  for (const [pid, s] of b.pg) pgS += s - (a.pg.get(pid) ?? 0)
+  return { goalpost: ((b.own - a.own) * 1e6) / events, postgres: (pgS * 1e6) / events }
+}
+
+/** Rows under a header, the first column left-aligned and the others right-aligned. */
+export function formatTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
+  const row = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  return [head, ...rows].map(row).join('\n')
 }
 
 export async function redisUsedMemory(redis: Redis): Promise<number> {
@@ -228,6 +297,28 @@ export function goalpostEnv(
     ...(run.ingestConcurrency ? { GOALPOST_INGEST_CONCURRENCY: run.ingestConcurrency } : {}),
     ...extra,
   }
+}
+
+// --- profiles -----------------------------------------------------------------------
+
+/** The table of a bench/pg-timing.mjs output file: SQL time per statement, the `top` most expensive first. */
+export function formatPgTiming(file: string, label: string, top = 14): string {
+  const data = JSON.parse(readFileSync(file, 'utf8')) as {
+    statements: { sql: string; calls: number; totalMs: number; maxMs: number; errors: number; paramBytes: number; hist: number[] }[]
+  }
+  const stmts = data.statements.sort((a, b) => b.totalMs - a.totalMs)
+  const total = stmts.reduce((s, x) => s + x.totalMs, 0)
+  const begins = stmts.find((s) => /^BEGIN/i.test(s.sql))?.calls ?? 0
+  const lines = [
+    `SQL time in ${label} (client-side, call -> result; ${fmt(begins)} transactions; total ${fmt(total / 1000, 1)} s)`,
+    `  ${'total s'.padStart(8)}${'share'.padStart(7)}${'calls'.padStart(9)}${'avg ms'.padStart(8)}${'ms/txn'.padStart(8)}${'max ms'.padStart(8)}  statement`,
+  ]
+  for (const s of stmts.slice(0, top))
+    lines.push(
+      `  ${fmt(s.totalMs / 1000, 2).padStart(8)}${`${fmt((100 * s.totalMs) / total)}%`.padStart(7)}${fmt(s.calls).padStart(9)}${fmt(s.totalMs / s.calls, 2).padStart(8)}` +
+        `${fmt(s.totalMs / Math.max(1, begins), 2).padStart(8)}${fmt(s.maxMs, 0).padStart(8)}  ${s.sql.slice(0, 110)}`,
+    )
+  return lines.join('\n')
 }
 
 // --- clean-up ---------------------------------------------------------------------
