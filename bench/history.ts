@@ -12,9 +12,9 @@
  *      from the first request until `events` holds every event and
  *      `conversions` one new row per person (each converts on their last event);
  *   2. `goalpost import` of D earlier events a person: messages/s (wall time);
- *   3. a control group (as many new people) then the group again: events/s,
- *      the ratio to the baseline (target >= 90 %) and to the control, and the
- *      worker's peak RSS (VmHWM of `start`, or of `worker`).
+ *   3. the group again: events/s, the ratio to the baseline (target >= 90 %)
+ *      and to a twin group measured just before (the same live runs, no
+ *      import), and the worker's peak RSS (VmHWM of `start`, or of `worker`).
  *
  * Also: an import-only rate, and the stored per-person state at each depth
  * and for small groups at 10 / 1,000 / 10,000 earlier events. A live run or
@@ -31,7 +31,7 @@
  *   BENCH_HISTORY_FILE_ORDER       time (the people interleaved, by receivedAt) | person (each person's history together)
  *   BENCH_HISTORY_WARMUP           new people sent after each start, not measured (1000; 0: none)
  *   BENCH_HISTORY_CONCURRENCY      connections (16; lanes = min(this, people / 100))
- *   BENCH_HISTORY_TIMEOUT          seconds a live run or an import may take (300)
+ *   BENCH_HISTORY_TIMEOUT          seconds a live run or an import may take (240)
  *   BENCH_HISTORY_KEEP=1           keep the database and the run directory (history files included)
  *   BENCH_HISTORY_PROFILE=1        per phase, the worker's SQL time per statement and CPU profile (run directory kept)
  *   BENCH_BUILD, BENCH_INGEST_CONCURRENCY, BENCH_PG_SERVER_URL, BENCH_REDIS_URL: as for bench/engine.ts
@@ -77,7 +77,7 @@ const opts = {
   order: (process.env.BENCH_HISTORY_FILE_ORDER || 'time') as 'time' | 'person',
   warmup: envInt('BENCH_HISTORY_WARMUP', 1_000, 0),
   concurrency: envInt('BENCH_HISTORY_CONCURRENCY', 16),
-  timeoutMs: envInt('BENCH_HISTORY_TIMEOUT', 300) * 1000,
+  timeoutMs: envInt('BENCH_HISTORY_TIMEOUT', 240) * 1000,
   keep: !!process.env.BENCH_HISTORY_KEEP,
   profile: !!process.env.BENCH_HISTORY_PROFILE,
   build: (process.env.BENCH_BUILD || 'auto') as 'auto' | 'always' | 'never',
@@ -332,15 +332,20 @@ async function main() {
     const g: HistoryGroup = { group: `d${depth}`, people, depth }
     const cycles = Math.max(1, Math.round(opts.liveEvents / (people * EVENTS_PER_CYCLE)))
     log(`depth ${fmt(depth)}: ${fmt(people)} people, live runs of ${fmt(people * cycles * EVENTS_PER_CYCLE)} events (${cycles * EVENTS_PER_CYCLE} a person)`)
+    // The twin: as many other people, given every live run the group gets (in the same goalpost,
+    // just before it) but not the import. With history / twin is the history's effect alone: the
+    // live runs' own journeys, the database's growth and the machine's drift are the same for both.
+    const twin: HistoryGroup = { group: `t${depth}`, people, depth: 0 }
     const base = new Map<string, Live>()
-    for (const t of opts.topologies) base.set(t, (await phase(t, [{ g, run: 'base' }], cycles))[0])
+    for (const t of opts.topologies) base.set(t, (await phase(t, [{ g: twin, run: 'base' }, { g, run: 'base' }], cycles))[1])
     const imported = depth > 0 ? await importHistory(`history-d${depth}`, [g]) : undefined
     const stored = await historyPerPerson(g)
+    const states = Number((await q('SELECT count(state) AS n FROM person_evaluations WHERE person_id = ANY($1)', [peopleOf(g)])).n)
     log(`depth ${fmt(depth)}: ${fmt(stored)} stored events a person before the live runs with history; state ${await stateSize(g)}`)
-    // The control group: as many new people, in the same goalpost and database just before the run with history.
-    const control: HistoryGroup = { group: `c${depth}`, people, depth: 0 }
+    if (states < people)
+      notes.push(`depth ${fmt(depth)}: ${fmt(people - states)} of ${fmt(people)} people had no stored state after the import (it did not finish?): their first live input replays the whole log`)
     for (const t of opts.topologies) {
-      const [c, h] = await phase(t, [{ g: control, run: 'hist' }, { g, run: 'hist' }], cycles)
+      const [c, h] = await phase(t, [{ g: twin, run: 'hist' }, { g, run: 'hist' }], cycles)
       const b = base.get(t)!
       const ratio = h.rate / b.rate
       const verdict = h.timedOut || b.timedOut ? '(timed out)' : ratio >= TARGET_RATIO ? 'ok' : 'LOW'
@@ -366,7 +371,7 @@ async function main() {
   }
 
   const counts = await q('SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM conversions) AS conversions, (SELECT count(*) FROM people) AS people')
-  const head = ['topology', 'depth', 'stored/person', 'people', 'live events', 'baseline ev/s', 'with history ev/s', 'ratio', 'control ev/s', 'hist/ctrl', 'cpu-ms/1k base/ctrl/hist', 'import msg/s', 'worker RSS', 'state stored avg / max']
+  const head = ['topology', 'depth', 'stored/person', 'people', 'live events', 'baseline ev/s', 'with history ev/s', 'ratio', 'twin ev/s', 'hist/twin', 'cpu-ms/1k base/twin/hist', 'import msg/s', 'worker RSS', 'state stored avg / max']
   const table = formatTable(head, rows)
   const line = '-'.repeat(table.split('\n')[0].length)
   console.log(`\n${line}\ngoalpost history bench  ${os.cpus().length} cores, ${machineLoad()} at the end; file order ${opts.order}, ${opts.concurrency} connections max, requests of ${PER_REQUEST} people`)
