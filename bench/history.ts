@@ -389,6 +389,7 @@ main()
     process.exit(0)
   })
   .catch(async (err) => {
+    if (cleaningUp) return // Ctrl-C: the signal handler cleans up and exits
     console.error(`\nhistory bench failed: ${err instanceof Error ? (err.stack ?? err.message) : err}`)
     await cleanup().catch(() => {})
     writeFileSync(path.join(runDir, 'error.txt'), String(err instanceof Error ? err.stack : err))
