@@ -1,15 +1,13 @@
 import { createReadStream } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import type { Config } from '../config.ts'
 import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { ConfigCache } from '../jobs/config-cache.ts'
-import { persistBatch } from '../jobs/persist-batch.ts'
-import { analyzeNewTables } from '../db/statistics.ts'
-import { normaliseMessage, type IngestMessage } from '../plugin/normalise.ts'
-
-/** Messages persisted per transaction. */
-const BATCH = 500
+import { Importer, type ImportOptions } from '../jobs/import-messages.ts'
+import { normaliseMessage } from '../plugin/normalise.ts'
+import { progressDisplay, type ImportProgress } from './import-progress.ts'
 
 export interface ImportSummary {
   lines: number
@@ -19,37 +17,48 @@ export interface ImportSummary {
   evaluated: number
 }
 
+export interface ImportFileOptions extends ImportOptions {
+  /** Called every `progressEveryMs` while the import runs, the first time after as long. */
+  onProgress?: (p: ImportProgress) => void
+  progressEveryMs?: number
+}
+
+/** Progress every 3 s unless GOALPOST_IMPORT_PROGRESS_MS says otherwise: a file that takes longer than that shows it. */
+export const PROGRESS_EVERY_MS = 3_000
+
 /**
  * `goalpost import FILE.jsonl`: a trusted backfill of Segment messages, one
  * JSON object a line. Each message's own `receivedAt` is its processing time
- * (R1), so it is required; the people the messages touch are evaluated from
- * their whole log as each batch is stored (R3), exactly as streamed inputs
- * are. Re-importing a file changes nothing (messageId). An invalid line is
- * reported with its number and skipped.
+ * (R1), so it is required. Messages are stored in large set-based
+ * transactions and every person they touch is evaluated from their whole
+ * log once per chunk (src/jobs/import-messages.ts), with the same result as
+ * if the messages had streamed in (R3). Re-importing a file changes nothing
+ * (messageId). An invalid line is reported with its number and skipped.
  */
 export async function importFile(
   file: string,
   config: Pick<Config, 'databaseUrl'>,
   report: (line: number, problem: string) => void,
+  opts: ImportFileOptions = {},
 ): Promise<ImportSummary> {
   await migrateToLatest(config.databaseUrl)
-  const db = createDb(config.databaseUrl, { poolMax: 2, applicationName: 'goalpost-import' })
+  // One storing transaction and evaluateConcurrency evaluating ones at most, plus the configuration's reads.
+  const db = createDb(config.databaseUrl, { poolMax: (opts.evaluateConcurrency ?? 2) + 1, applicationName: 'goalpost-import' })
   const summary: ImportSummary = { lines: 0, inserted: 0, duplicates: 0, invalid: 0, evaluated: 0 }
-  const ctx = await new ConfigCache(db).get()
-  let batch: IngestMessage[] = []
-  let batches = 0
-  const flush = async () => {
-    if (batch.length === 0) return
-    const outcome = await persistBatch(db, 'import', batch, ctx)
-    // An import into a new database would otherwise read logs without statistics until autovacuum's first round.
-    if (++batches % 20 === 0) await analyzeNewTables(db)
-    summary.inserted += outcome.inserted
-    summary.duplicates += outcome.duplicates
-    summary.evaluated += outcome.evaluated
-    batch = []
-  }
+  const started = Date.now()
+  const totalBytes = (await stat(file)).size
+  const input = createReadStream(file, 'utf8')
+  const configs = new ConfigCache(db)
+  const importer = new Importer(db, (o) => (o?.fresh && configs.invalidate(), configs.get()), opts)
+  const { onProgress } = opts
+  const tick = onProgress
+    ? setInterval(
+        () => onProgress({ lines: summary.lines, bytes: input.bytesRead, totalBytes, elapsedMs: Date.now() - started, phase: importer.phase }),
+        opts.progressEveryMs ?? PROGRESS_EVERY_MS,
+      )
+    : null
   try {
-    const lines = createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity })
+    const lines = createInterface({ input, crlfDelay: Infinity })
     for await (const text of lines) {
       summary.lines++
       if (text.trim() === '') continue
@@ -73,12 +82,13 @@ export async function importFile(
         problem(result.error.message)
         continue
       }
-      batch.push(result.message)
-      if (batch.length >= BATCH) await flush()
+      await importer.add(result.message)
     }
-    await flush()
-    return summary
+    const counts = await importer.finish()
+    return { ...summary, ...counts }
   } finally {
+    if (tick) clearInterval(tick)
+    input.destroy()
     await db.destroy()
   }
 }
@@ -88,7 +98,17 @@ export async function importCommand(args: string[], config: Config): Promise<num
     console.error('usage: goalpost import FILE.jsonl   (Segment messages, one JSON object a line, each with its receivedAt)')
     return 1
   }
-  const s = await importFile(args[0], config, (line, problem) => console.error(`${args[0]}:${line}: ${problem}`))
+  const every = Number(process.env.GOALPOST_IMPORT_PROGRESS_MS)
+  const progress = progressDisplay(process.stderr)
+  let s: ImportSummary
+  try {
+    s = await importFile(args[0], config, (line, problem) => progress.log(`${args[0]}:${line}: ${problem}`), {
+      onProgress: (p) => progress.update(p),
+      progressEveryMs: Number.isInteger(every) && every > 0 ? every : PROGRESS_EVERY_MS,
+    })
+  } finally {
+    progress.stop()
+  }
   console.log(
     `imported ${args[0]}: ${s.inserted} stored, ${s.duplicates} already stored, ${s.invalid} invalid (of ${s.lines} lines); ${s.evaluated} people evaluated`,
   )
