@@ -57,9 +57,13 @@ async function syncRows(
   const wanted = new Set(desired.map(keyOf))
   const gone = existing.filter((r) => !wanted.has(keyOf(r)))
   if (gone.length > 0) {
-    const [from, bindings] = unnestRows('g', spec.key, spec.types, gone)
+    // Also by person: the row may have moved to the person an identity merge
+    // made (R25), whose evaluation in another transaction upserted it after
+    // this one read it; then it is theirs and stays.
+    const columns = [...new Set([...spec.key, 'person_id'])]
+    const [from, bindings] = unnestRows('g', columns, spec.types, gone)
     await trx.raw(
-      `DELETE FROM ${spec.table} t USING ${from} WHERE ${spec.key.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
+      `DELETE FROM ${spec.table} t USING ${from} WHERE ${columns.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
       bindings,
     )
   }

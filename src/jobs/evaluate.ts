@@ -60,6 +60,9 @@ export interface EvaluationScope {
   segmentKeys?: readonly string[]
 }
 
+/** People whose whole logs one replay step holds in memory at once. */
+const REPLAY_SLICE = 25
+
 const usable = (stored: { configRevision: number; state: unknown } | undefined, revision: number): EngineSnapshot | null =>
   stored && stored.configRevision === revision ? decodeSnapshot(stored.state) : null
 
@@ -119,20 +122,24 @@ export async function evaluateLocked(
   paths.incremental = incremental.size
   paths.replay = replayIds.length
 
-  const replayed = new Map<string, PersonEvaluation>()
-  if (replayIds.length > 0) {
-    const logs = await loadPersonEvents(trx, replayIds, ctx.relevantNames, ctx.deliveryTable)
-    for (const [personId, events] of logs) replayed.set(personId, evaluatePerson(personId, events, ctx.config, now))
-  }
   const summary = emptySummary()
-  if (replayed.size > 0)
+  const replayed = new Map<string, PersonEvaluation>()
+  // A few people's whole logs at a time: replays are rare but can come all at
+  // once (after a configuration save) for people with thousands of inputs.
+  for (let i = 0; i < replayIds.length; i += REPLAY_SLICE) {
+    const slice = new Map<string, PersonEvaluation>()
+    const logs = await loadPersonEvents(trx, replayIds.slice(i, i + REPLAY_SLICE), ctx.relevantNames, ctx.deliveryTable)
+    for (const [personId, events] of logs) slice.set(personId, evaluatePerson(personId, events, ctx.config, now))
+    logs.clear()
     addSummary(
       summary,
-      await writeEvaluations(trx, replayed, {
+      await writeEvaluations(trx, slice, {
         campaignKeys: scope.campaignKeys ?? ctx.config.campaigns.map((c) => c.key),
         segmentKeys: scope.segmentKeys ?? ctx.config.segments.map((s) => s.key),
       }),
     )
+    for (const [id, r] of slice) replayed.set(id, r)
+  }
   if (incremental.size > 0) addSummary(summary, await writeIncremental(trx, incremental))
   const results = new Map([...incremental, ...replayed])
   const revisionInForce = await saveEvaluations(
