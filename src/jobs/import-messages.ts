@@ -28,6 +28,10 @@ export interface ImportOptions {
    * touches nearly everyone in every round, so rounds are large.
    */
   chunk?: number
+  /** A round also starts once this many people wait for it (memory: one entry each). */
+  chunkPeople?: number
+  /** ...or once its first batch was stored this long ago: well before the invalidated people's wake-up (INVALIDATED_WAKE_DELAY_MS) evaluates them in the import's stead. */
+  chunkMs?: number
   /** Most people per evaluating transaction. */
   evaluateBatch?: number
   /** Most imported messages per evaluating transaction (a person's log is read whole: this bounds memory). */
@@ -40,6 +44,8 @@ export interface ImportOptions {
 export const IMPORT_DEFAULTS: Required<Omit<ImportOptions, 'now'>> = {
   storeBatch: 20_000,
   chunk: 1_000_000,
+  chunkPeople: 200_000,
+  chunkMs: 5 * 60_000,
   evaluateBatch: 200,
   evaluateMessages: 40_000,
   evaluateConcurrency: 2,
@@ -72,6 +78,8 @@ export class Importer {
   /** People to evaluate at the end of the round, with how many of their messages it stored. */
   private touched = new Map<string, number>()
   private sinceRound = 0
+  /** performance.now() when the round's first batch was handed over. */
+  private roundStartedAt: number | null = null
   private batches = 0
   private readonly opts: Required<ImportOptions>
 
@@ -94,7 +102,12 @@ export class Importer {
     // Marked handled: the failure is thrown by the next add() or finish().
     this.storing.catch(() => {})
     this.sinceRound += batch.length
-    if (this.sinceRound >= this.opts.chunk) {
+    this.roundStartedAt ??= performance.now()
+    if (
+      this.sinceRound >= this.opts.chunk ||
+      this.touched.size >= this.opts.chunkPeople ||
+      performance.now() - this.roundStartedAt >= this.opts.chunkMs
+    ) {
       await this.storing
       await this.evaluateRound()
     }
@@ -134,6 +147,7 @@ export class Importer {
   /** Evaluates the round's people from their whole logs, in groups of bounded size, a few groups at once. */
   private async evaluateRound(): Promise<void> {
     this.sinceRound = 0
+    this.roundStartedAt = null
     const groups = this.groups()
     this.touched = new Map()
     const total = groups.reduce((n, g) => n + g.length, 0)

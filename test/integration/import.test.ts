@@ -124,11 +124,12 @@ describe('goalpost import: large storing transactions, one evaluation per person
     await Promise.all([reset(imported.db), reset(streamed.db)])
     const [, ctx] = await Promise.all([configure(imported.db, docs), configure(streamed.db, docs)])
     for (const m of messages) await ingest(streamed.db, ctx, [normalised(m.message)])
-    // Transactions of 3 messages, an evaluation round every 7 (after the batch that reaches
-    // it), 2 people or 5 messages per evaluating transaction: each person spans many of all three.
+    // Transactions of 3 messages, an evaluation round every 7 messages or 4 people waiting,
+    // 2 people or 5 messages per evaluating transaction: each person spans many of all three.
     const summary = await importFile(await jsonl(`seed-${seed}.jsonl`, messages), { databaseUrl: imported.url }, () => {}, {
       storeBatch: 3,
       chunk: 7,
+      chunkPeople: 4,
       evaluateBatch: 2,
       evaluateMessages: 5,
       now: () => NOW,
@@ -212,13 +213,16 @@ describe('goalpost import: large storing transactions, one evaluation per person
     await expectReplayResult(imported, 'after a save during the import')
   })
 
-  it('prints progress on stderr while it runs: lines, lines/s, share of the file read, ETA or people left', async () => {
+  it('prints progress on stderr while it runs (lines, lines/s, share of the file read, ETA or people left); one chunk evaluates each person once', async () => {
     await reset(imported.db)
     await configure(imported.db, scenarioConfig(rng(3)))
     const big = await jsonl('progress.jsonl', scenarioMessages(rng(3), 60))
     const env = { ...process.env, ...testEnv(imported, testQueuePrefix()), GOALPOST_IMPORT_PROGRESS_MS: '5' }
     const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', 'import', big], { env })
     expect(stdout).toMatch(/^imported .*progress\.jsonl: \d+ stored, 0 already stored, 0 invalid \(of \d+ lines\); \d+ people evaluated$/m)
+    // One chunk: each person evaluated once, however many batches named them.
+    const evaluated = Number(/(\d+) people evaluated/.exec(stdout)![1])
+    expect(evaluated).toBe(Number((await imported.db('person_evaluations').count({ n: '*' }))[0].n))
     expect(stderr).toMatch(/^import: [\d,]+ lines, [\d,]+ lines\/s, \d+% of [\d.]+ MB read, (ETA (\d+ s|\?)|evaluating [\d,]+\/[\d,]+ people)$/m)
   }, 60_000)
 })
