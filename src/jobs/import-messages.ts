@@ -51,6 +51,9 @@ export const IMPORT_DEFAULTS: Required<Omit<ImportOptions, 'now'>> = {
   evaluateConcurrency: 2,
 }
 
+/** deadlock_detected, serialization_failure: the transaction was rolled back and may simply run again. */
+const TRANSIENT_CODES = new Set(['40P01', '40001'])
+
 export interface ImportCounts {
   inserted: number
   duplicates: number
@@ -124,7 +127,7 @@ export class Importer {
   }
 
   private async store(messages: IngestMessage[]): Promise<void> {
-    const stored = await this.underFreshContext((ctx) =>
+    const stored = await this.attempt((ctx) =>
       this.db.transaction(async (trx) => {
         const s = await storeGroup(trx, [{ source: 'import', messages }], ctx)
         await invalidateStates(trx, [...s.toEvaluate.keys()], this.opts.now())
@@ -155,16 +158,23 @@ export class Importer {
     await analyzeNewTables(this.db)
     let next = 0
     const lane = async () => {
-      for (let ids = groups[next++]; ids; ids = groups[next++]) {
-        await this.underFreshContext(async (ctx) => {
-          const { revisionInForce } = await evaluatePeople(this.db, ids, ctx, this.opts.now(), { replay: true })
-          if (revisionInForce !== ctx.revision) throw new StaleConfigurationError(ctx.revision, revisionInForce)
-        })
+      while (next < groups.length) {
+        const ids = groups[next++]
+        try {
+          await this.attempt(async (ctx) => {
+            const { revisionInForce } = await evaluatePeople(this.db, ids, ctx, this.opts.now(), { replay: true })
+            if (revisionInForce !== ctx.revision) throw new StaleConfigurationError(ctx.revision, revisionInForce)
+          })
+        } catch (err) {
+          next = groups.length // the other lanes stop after their current group
+          throw err
+        }
         this.counts.evaluated += ids.length
         if (this.phase.step === 'evaluating') this.phase.done += ids.length
       }
     }
-    await Promise.all(Array.from({ length: this.opts.evaluateConcurrency }, lane))
+    const lanes = await Promise.allSettled(Array.from({ length: this.opts.evaluateConcurrency }, lane))
+    for (const l of lanes) if (l.status === 'rejected') throw l.reason
     this.phase = { step: 'storing' }
   }
 
@@ -186,14 +196,20 @@ export class Importer {
     return groups
   }
 
-  /** Runs `work` under the configuration in force; again, under the new one, if a save replaced it meanwhile. */
-  private async underFreshContext<T>(work: (ctx: EvaluationContext) => Promise<T>): Promise<T> {
+  /**
+   * Runs a transaction under the configuration in force, and again (it
+   * rolled back; storing and evaluating are idempotent) if a save replaced
+   * the configuration meanwhile or Postgres chose it as a deadlock or
+   * serialisation victim against live ingestion, as BullMQ would retry a job.
+   */
+  private async attempt<T>(work: (ctx: EvaluationContext) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const ctx = await this.context(attempt === 1 ? {} : { fresh: true })
       try {
         return await work(ctx)
       } catch (err) {
-        if (!(err instanceof StaleConfigurationError) || attempt >= 5) throw err
+        const transient = err instanceof StaleConfigurationError || TRANSIENT_CODES.has((err as { code?: string }).code ?? '')
+        if (!transient || attempt >= 5) throw err
       }
     }
   }
