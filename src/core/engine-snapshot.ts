@@ -217,3 +217,19 @@ export function journeysFromSnapshot(
   }
   return out
 }
+
+/** A journey's row (what the rules give for it), without the engine's working fields. */
+export function journeyRecord(j: Journey): JourneyRecord {
+  return {
+    journeyId: j.journeyId,
+    campaignKey: j.campaignKey,
+    enteredAt: j.enteredAt,
+    entryCause: j.entryCause,
+    entryMessageId: j.entryMessageId,
+    goalVersion: j.goalVersion,
+    exitedAt: j.exitedAt,
+    exitReason: j.exitReason,
+    completedAt: j.completedAt,
+    convertedAt: j.convertedAt,
+  }
+}

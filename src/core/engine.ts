@@ -4,7 +4,7 @@ import { columnsSetBy, type DeliveryFact } from './lifecycle.ts'
 import type { CampaignDef, EngineConfig, Goal } from './model.ts'
 import { PersonState } from './person-state.ts'
 import type { EngineSnapshot } from './engine-state.ts'
-import { journeysFromSnapshot, snapshotOf, type Delivery, type Journey } from './engine-snapshot.ts'
+import { journeyRecord, journeysFromSnapshot, snapshotOf, type Delivery, type Journey } from './engine-snapshot.ts'
 import {
   campaignResolver,
   journeyIdFor,
@@ -12,7 +12,6 @@ import {
   type CandidateDecision,
   type ConversionRecord,
   type EntryCause,
-  type JourneyRecord,
   type MembershipRecord,
   type PersonEvaluation,
   type PersonEvent,
@@ -380,20 +379,6 @@ export class Engine {
   }
 }
 
-function journeyRecord(j: Journey): JourneyRecord {
-  return {
-    journeyId: j.journeyId,
-    campaignKey: j.campaignKey,
-    enteredAt: j.enteredAt,
-    entryCause: j.entryCause,
-    entryMessageId: j.entryMessageId,
-    goalVersion: j.goalVersion,
-    exitedAt: j.exitedAt,
-    exitReason: j.exitReason,
-    completedAt: j.completedAt,
-    convertedAt: j.convertedAt,
-  }
-}
 
 function ref(value: unknown): string | null {
   if (typeof value === 'string' && value !== '') return value
