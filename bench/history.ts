@@ -242,7 +242,7 @@ async function importHistory(label: string, groups: HistoryGroup[]) {
   log(`${label}: wrote ${fmt(lines)} messages (${opts.order} order) in ${fmt((now() - t) / 1000, 1)} s; goalpost import ...`)
   const startSeq = await lastSeq()
   t = now()
-  const child = startChild(children, runDir, `import-${label}`, [entry, 'import', file], childEnv())
+  const child = startChild(children, runDir, `import-${label}`, [...profiled(`import-${label}`), entry, 'import', file], childEnv(profileEnv(`import-${label}`)))
   let timedOut = false
   const timer = setTimeout(() => ((timedOut = true), stopChild(child, 10_000)), opts.timeoutMs)
   const code = await child.exited
@@ -250,6 +250,7 @@ async function importHistory(label: string, groups: HistoryGroup[]) {
   const seconds = (now() - t) / 1000
   if (code !== 0 && !timedOut) throw new Error(`goalpost import exited ${code}:\n${child.tail.join('\n')}`)
   if (!opts.keep) rmSync(file, { force: true })
+  if (opts.profile) printProfile(`import-${label}`)
   const summary = child.tail.find((l) => l.startsWith('imported ')) ?? '(no summary: stopped)'
   const stored = timedOut ? await storedSince(startSeq) : lines
   const r = { lines: stored, seconds, rate: stored / seconds, timedOut }

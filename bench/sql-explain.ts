@@ -52,8 +52,8 @@ const mod = (p: string) => import(pathToFileURL(path.join(buildDir, p)).href)
 const { migrateToLatest } = await mod('src/db/migrate.js')
 const { createDb } = await mod('src/db/knex.js')
 const { persistBatch } = await mod('src/jobs/persist-batch.js')
-const { deliveryEventTable } = await mod('src/plugin/delivery-events.js')
-const { normaliseMessage } = await mod('src/plugin/normalise.js')
+const { deliveryEventTable } = await mod('src/segment/delivery-events.js')
+const { normaliseMessage } = await mod('src/segment/normalise.js')
 
 const cfg = { seed: 0x5eed, runTag: tag, users: Number(flags.users), deliveries: Math.max(1, Math.round((preload + 2 * batches * batchSize) * 0.05)), batchOffset: 0 }
 let batchNo = 0

@@ -6,7 +6,7 @@ import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { ConfigCache } from '../jobs/config-cache.ts'
 import { Importer, type ImportOptions } from '../jobs/import-messages.ts'
-import { normaliseMessage } from '../plugin/normalise.ts'
+import { normaliseMessage } from '../segment/normalise.ts'
 import { progressDisplay, type ImportProgress } from './import-progress.ts'
 
 export interface ImportSummary {

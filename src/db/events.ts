@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import type { IngestMessage } from '../plugin/normalise.ts'
+import type { IngestMessage } from '../segment/normalise.ts'
 
 export type Source = 'api' | 'webhook' | 'plugin' | 'import'
 

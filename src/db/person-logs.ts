@@ -2,7 +2,7 @@ import type { Knex } from 'knex'
 import type { PersonEvent } from '../core/evaluate-person.ts'
 import { JOURNEY_COMPLETED } from '../core/evaluate-person.ts'
 import type { EngineConfig } from '../core/model.ts'
-import { deliveryFact, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+import { deliveryFact, type DeliveryEventKind } from '../segment/delivery-events.ts'
 
 /**
  * Reading people's logs for the rules: the inputs the configuration can use,

@@ -1,7 +1,7 @@
 import type { Source } from '../db/events.ts'
 import { InputError } from '../errors.ts'
 import type { IngestProducer } from '../jobs/queues.ts'
-import { normaliseMessage, type IngestMessage, type MessageProblem, type MessageType } from '../plugin/normalise.ts'
+import { normaliseMessage, type IngestMessage, type MessageProblem, type MessageType } from '../segment/normalise.ts'
 
 export interface RejectedMessage {
   index: number

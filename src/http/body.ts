@@ -3,7 +3,7 @@ import zlib from 'node:zlib'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import sjson from 'secure-json-parse'
 import { InputError } from '../errors.ts'
-import { MAX_MESSAGE_DEPTH, nestsDeeperThan } from '../plugin/normalise.ts'
+import { MAX_MESSAGE_DEPTH, nestsDeeperThan } from '../segment/normalise.ts'
 
 /** Largest request accepted, after decompression (CONTRACT.md: 413 over 500 KB). */
 export const MAX_REQUEST_BYTES = 500 * 1024

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { InputError } from '../errors.ts'
 import type { IngestProducer } from '../jobs/queues.ts'
-import type { MessageType } from '../plugin/normalise.ts'
+import type { MessageType } from '../segment/normalise.ts'
 import { acceptMessages, type AcceptObserver } from './accept.ts'
 import { isWriteKeyValid, presentedWriteKey } from './auth.ts'
 import { receivedAt } from './received-at.ts'

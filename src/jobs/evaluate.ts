@@ -6,7 +6,7 @@ import { lockPeople } from '../db/events.ts'
 import { addSummary, emptySummary, writeEvaluations, writeIncremental, type WriteSummary } from '../db/evaluation.ts'
 import { loadEventsAfter, loadPersonEvents, relevantEventNames } from '../db/person-logs.ts'
 import { loadStates, saveEvaluations } from '../db/person-states.ts'
-import { deliveryEventTable, type DeliveryEventKind } from '../plugin/delivery-events.ts'
+import { deliveryEventTable, type DeliveryEventKind } from '../segment/delivery-events.ts'
 
 /** The configuration in force, with what evaluation derives from it once. */
 export interface EvaluationContext {

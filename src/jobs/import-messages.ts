@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import type { IngestMessage } from '../plugin/normalise.ts'
+import type { IngestMessage } from '../segment/normalise.ts'
 import { configRevisionInForce, invalidateStates } from '../db/person-states.ts'
 import { analyzeNewTables } from '../db/statistics.ts'
 import { evaluatePeople, type EvaluationContext } from './evaluate.ts'

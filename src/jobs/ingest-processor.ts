@@ -5,7 +5,7 @@ import type { EvaluationContext } from './evaluate.ts'
 import { recordRejected } from '../db/rejected.ts'
 import { rawPersonId } from '../db/events.ts'
 import type { IngestJobData } from './queues.ts'
-import type { IngestMessage } from '../plugin/normalise.ts'
+import type { IngestMessage } from '../segment/normalise.ts'
 import { persistGroup, StaleConfigurationError, type BatchPart, type PartOutcome } from './persist-batch.ts'
 import { GroupCommitter, type Settled } from './group-commit.ts'
 

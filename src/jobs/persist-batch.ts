@@ -1,6 +1,6 @@
 import type { Knex } from 'knex'
-import { deliveryFact } from '../plugin/delivery-events.ts'
-import type { IngestMessage } from '../plugin/normalise.ts'
+import { deliveryFact } from '../segment/delivery-events.ts'
+import type { IngestMessage } from '../segment/normalise.ts'
 import { insertEvents, lockNamedPeople, type PersistedEvent, type Source } from '../db/events.ts'
 import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'

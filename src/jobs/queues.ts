@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq'
 import type { Redis } from 'ioredis'
 import type { Source } from '../db/events.ts'
-import type { IngestMessage } from '../plugin/normalise.ts'
+import type { IngestMessage } from '../segment/normalise.ts'
 import { QueueUnavailableError } from '../errors.ts'
 import { GroupCommitter } from './group-commit.ts'
 import { withTimeout } from '../timeout.ts'

@@ -2,7 +2,7 @@ import type { Context, Plugin } from '@segment/analytics-node'
 import { Queue } from 'bullmq'
 import { Redis } from 'ioredis'
 import { INGEST_JOB_OPTIONS, EVENT_STREAM, QUEUE_NAMES, type IngestJobData } from '../jobs/queues.ts'
-import { normaliseMessage, type IngestMessage } from './normalise.ts'
+import { normaliseMessage, type IngestMessage } from '../segment/normalise.ts'
 import { withTimeout } from '../timeout.ts'
 
 export interface GoalpostDestinationOptions {

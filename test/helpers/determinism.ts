@@ -3,7 +3,7 @@ import { applyConfig, loadEngineConfig } from '../../src/db/config.ts'
 import type { Knex } from '../../src/db/knex.ts'
 import { evaluationContext, type EvaluationContext } from '../../src/jobs/evaluate.ts'
 import { persistBatch, type PersistOutcome } from '../../src/jobs/persist-batch.ts'
-import { normaliseMessage, type IngestMessage } from '../../src/plugin/normalise.ts'
+import { normaliseMessage, type IngestMessage } from '../../src/segment/normalise.ts'
 
 /**
  * Shared by the R3 tests (determinism, incremental evaluation): scenario

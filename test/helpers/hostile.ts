@@ -1,5 +1,5 @@
 import fc from 'fast-check'
-import { MESSAGE_TYPES } from '../../src/plugin/normalise.ts'
+import { MESSAGE_TYPES } from '../../src/segment/normalise.ts'
 
 /**
  * fast-check arbitraries for hostile input: Segment-shaped messages whose

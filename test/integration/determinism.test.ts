@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { IngestMessage } from '../../src/plugin/normalise.ts'
+import type { IngestMessage } from '../../src/segment/normalise.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 import { configure, ingest, normalised, reset, SNAPSHOT, snapshot } from '../helpers/determinism.ts'
 import { rng, scenarioConfig, scenarioMessages, type Rng } from '../helpers/scenario.ts'

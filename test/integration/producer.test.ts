@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import { QueueUnavailableError } from '../../src/errors.ts'
 import { createIngestQueue, IngestProducer, type IngestJobData } from '../../src/jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
-import type { IngestMessage } from '../../src/plugin/normalise.ts'
+import type { IngestMessage } from '../../src/segment/normalise.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { deleteQueuePrefix, testQueuePrefix } from '../helpers/redis.ts'
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { analyzeNewTables } from '../../src/db/statistics.ts'
 import { emptyContext } from '../../src/jobs/evaluate.ts'
 import { persistBatch } from '../../src/jobs/persist-batch.ts'
-import type { IngestMessage } from '../../src/plugin/normalise.ts'
+import type { IngestMessage } from '../../src/segment/normalise.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 import { waitFor } from '../helpers/wait.ts'
 

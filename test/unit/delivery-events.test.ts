@@ -5,7 +5,7 @@ import {
   deliveryEventTable,
   deliveryFact,
   type DeliveryEventKind,
-} from '../../src/plugin/delivery-events.ts'
+} from '../../src/segment/delivery-events.ts'
 
 /**
  * CONTRACT.md "Built-in delivery events (R4)", copied by hand from the

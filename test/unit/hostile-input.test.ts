@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { isStorableText } from '../../src/core/storable.ts'
 import { InputError } from '../../src/errors.ts'
 import { parseJsonBody } from '../../src/http/body.ts'
-import { MAX_ID_LENGTH, MAX_MESSAGE_BYTES, MESSAGE_TYPES, isoTimestamp, normaliseMessage } from '../../src/plugin/normalise.ts'
+import { MAX_ID_LENGTH, MAX_MESSAGE_BYTES, MESSAGE_TYPES, isoTimestamp, normaliseMessage } from '../../src/segment/normalise.ts'
 import { brokenBody, fuzzRuns, hostileMessage, hostileValue } from '../helpers/hostile.ts'
 
 // Fuzzing the door: whatever a client sends, validation answers (never

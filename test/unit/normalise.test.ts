@@ -10,7 +10,7 @@ import {
   type IngestMessage,
   type MessageProblem,
   type MessageType,
-} from '../../src/plugin/normalise.ts'
+} from '../../src/segment/normalise.ts'
 
 const SERVER_TIME = '2024-06-01T12:00:00.000Z'
 
