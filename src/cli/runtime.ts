@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { loadConfig, type Config } from '../config.ts'
 import { createLogger, type Logger } from '../logger.ts'
+import { DependencyHealth } from '../dependency-health.ts'
 import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import { buildServer } from '../http/server.ts'
@@ -27,7 +28,9 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
     if (ran.length > 0) log.info({ migrations: ran }, 'ran migrations')
   }
   const closers: Closer[] = []
-  const db = createDb(config.databaseUrl, { poolMax: Math.max(4, config.ingestConcurrency + 2) })
+  // One per process: an outage is logged once, whichever part runs into it.
+  const health = new DependencyHealth(log)
+  const db = createDb(config.databaseUrl, { poolMax: Math.max(4, config.ingestConcurrency + 2), health })
   closers.push(() => db.destroy())
   // GOALPOST_CONFIG is applied by the processes that migrate or serve (start,
   // serve), before anything runs on it; worker-only processes read the
@@ -43,17 +46,21 @@ export async function run(parts: { migrate: boolean; http: boolean; workers: boo
   let server: FastifyInstance | undefined
   let url: string | undefined
   if (parts.workers) {
-    const workers = await startWorkers(config, db, log)
+    const workers = await startWorkers(config, db, log, health)
     closers.unshift(() => workers.close())
     log.info({ concurrency: config.ingestConcurrency }, 'workers started')
   }
   if (parts.http) {
     const redis = createRedis(config.redisUrl, 'producer', config.queuePrefix)
+    health.watchRedis(redis)
     await waitUntilReady(redis)
     const queue = createIngestQueue(redis, config.queuePrefix)
     const maintenance = createMaintenanceQueue(redis, config.queuePrefix)
-    for (const q of [queue, maintenance]) q.on('error', (err) => log.warn({ err, queue: q.name }, 'queue connection error'))
-    server = await buildServer({ config, queue, maintenance, db, redis, log })
+    for (const q of [queue, maintenance])
+      q.on('error', (err) => {
+        if (!health.absorb(err, 'redis')) log.warn({ err, queue: q.name }, 'queue connection error')
+      })
+    server = await buildServer({ config, queue, maintenance, db, redis, log, health })
     closers.unshift(async () => {
       await server!.close()
       await queue.close()

@@ -1,5 +1,6 @@
 import knexFactory, { type Knex } from 'knex'
 import pg from 'pg'
+import type { DependencyHealth } from '../dependency-health.ts'
 
 export type { Knex }
 
@@ -11,14 +12,26 @@ export interface DbOptions {
   /** Pool size; each ingest job in flight holds one connection. */
   poolMax?: number
   applicationName?: string
+  /** Routes knex's connection warnings into the outage log, and marks Postgres back once a connection opens. */
+  health?: DependencyHealth
 }
 
 export function createDb(databaseUrl: string, opts: DbOptions = {}): Knex {
   return knexFactory({
     client: 'pg',
     connection: { connectionString: databaseUrl, application_name: opts.applicationName ?? 'goalpost' },
-    pool: { min: 0, max: opts.poolMax ?? 10 },
+    pool: {
+      min: 0,
+      max: opts.poolMax ?? 10,
+      ...(opts.health && {
+        afterCreate: (_conn: unknown, done: (err: Error | null, conn: unknown) => void) => {
+          opts.health!.up('postgres')
+          done(null, _conn)
+        },
+      }),
+    },
     acquireConnectionTimeout: 10_000,
+    ...(opts.health && { log: opts.health.knexLogger() }),
   })
 }
 

@@ -1,3 +1,4 @@
+import { DependencyHealth, errorSummary } from '../dependency-health.ts'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Queue } from 'bullmq'
 import type { Knex } from 'knex'
@@ -27,6 +28,8 @@ export interface HttpDeps {
   maintenance: Queue<MaintenanceJobData>
   /** The configuration in force (made here when not given). */
   configs?: ConfigCache
+  /** Outage logging shared with the process's other parts (made here when not given). */
+  health?: DependencyHealth
 }
 
 const errorBody = (code: string, message: string, details?: unknown) => ({
@@ -60,17 +63,22 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
   })
   const configs = deps.configs ?? new ConfigCache(deps.db)
+  const health = deps.health ?? new DependencyHealth(deps.log)
   registerReceivedAt(app)
   registerJsonBody(app)
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (err instanceof InputError) return reply.code(err.status).send(errorBody(err.code, err.message, err.details))
     if (err instanceof QueueUnavailableError) {
-      request.log.warn({ err }, 'queue unavailable; answering 503 so the client retries')
+      // Logged once per Redis outage (the client retries), not once per request.
+      if (!health.absorb(err.cause, 'redis')) request.log.warn({ cause: errorSummary(err.cause) }, 'queue unavailable; answering 503 so the client retries')
       return reply.code(503).header('retry-after', '5').send(errorBody('queue_unavailable', err.message))
     }
     const client = fromFastifyError(err)
     if (client) return reply.code(client.status).send(errorBody(client.code, client.message))
+    // Postgres (or Redis) away: a transient 503 the client can retry, logged once per outage.
+    if (health.absorb(err, 'postgres'))
+      return reply.code(503).header('retry-after', '5').send(errorBody('unavailable', `a dependency is unreachable, retry later: ${errorSummary(err)}`))
     request.log.error({ err }, 'unexpected error')
     return reply.code(500).send(errorBody('internal_error', 'unexpected server error; it has been logged'))
   })
@@ -94,6 +102,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     db: deps.db,
     adminToken: deps.config.adminToken,
     maintenance: deps.maintenance,
+    ingest: producer,
     // Eligibility answers from the saved configuration at once, not up to a second later.
     onConfigSaved: () => configs.invalidate(),
   })

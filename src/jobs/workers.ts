@@ -2,6 +2,7 @@ import { UnrecoverableError, Worker } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
+import { DependencyHealth } from '../dependency-health.ts'
 import { ConfigCache } from './config-cache.ts'
 import { createRedis } from './redis.ts'
 import {
@@ -38,8 +39,10 @@ export async function startWorkers(
   config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'ingestGroupMessages' | 'jobLockMs'>,
   db: Knex,
   log: Logger,
+  health: DependencyHealth = new DependencyHealth(log),
 ): Promise<RunningWorkers> {
   const connection = createRedis(config.redisUrl, 'worker', config.queuePrefix)
+  health.watchRedis(connection)
   const configs = new ConfigCache(db)
   const ingest = new Worker<IngestJobData, IngestResult>(
     QUEUE_NAMES.ingest,
@@ -67,13 +70,21 @@ export async function startWorkers(
       },
     },
   )
-  ingest.on('failed', (job, err) =>
-    log.error({ err, jobId: job?.id, attemptsMade: job?.attemptsMade }, 'ingest job failed; it will be retried unless attempts are used up'),
-  )
-  ingest.on('error', (err) => log.error({ err }, 'ingest worker error'))
+  // A job failing because Postgres or Redis is away is retried (backoff) and
+  // logged once per outage (DependencyHealth), not once per job with a stack.
+  ingest.on('failed', (job, err) => {
+    if (!health.absorb(err, 'postgres'))
+      log.error({ err, jobId: job?.id, attemptsMade: job?.attemptsMade }, 'ingest job failed; it will be retried unless attempts are used up')
+  })
+  ingest.on('completed', () => health.up('postgres'))
+  ingest.on('error', (err) => {
+    if (!health.absorb(err, 'redis')) log.error({ err }, 'ingest worker error')
+  })
 
   const maintenanceQueue = createMaintenanceQueue(connection, config.queuePrefix)
-  maintenanceQueue.on('error', (err) => log.error({ err }, 'maintenance queue error'))
+  maintenanceQueue.on('error', (err) => {
+    if (!health.absorb(err, 'redis')) log.error({ err }, 'maintenance queue error')
+  })
   // Idempotent: every worker process upserts the same scheduler.
   await maintenanceQueue.upsertJobScheduler('wake', { every: WAKE_EVERY_MS }, { name: 'wake', data: { kind: 'wake' } })
   const maintenance = new Worker<MaintenanceJobData>(
@@ -99,8 +110,13 @@ export async function startWorkers(
     // Two at a time, so a long recompute does not hold up the wake-ups.
     { connection, prefix: config.queuePrefix, concurrency: 2, lockDuration: config.jobLockMs },
   )
-  maintenance.on('failed', (job, err) => log.error({ err, jobId: job?.id, name: job?.name }, 'maintenance job failed'))
-  maintenance.on('error', (err) => log.error({ err }, 'maintenance worker error'))
+  maintenance.on('failed', (job, err) => {
+    if (!health.absorb(err, 'postgres')) log.error({ err, jobId: job?.id, name: job?.name }, 'maintenance job failed')
+  })
+  maintenance.on('completed', () => health.up('postgres'))
+  maintenance.on('error', (err) => {
+    if (!health.absorb(err, 'redis')) log.error({ err }, 'maintenance worker error')
+  })
   return {
     ingest,
     maintenance,
