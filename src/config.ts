@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { ConfigError } from './errors.ts'
+import { parseRateLimit, type RateLimit } from './http/rate-limit.ts'
 
 /**
  * The process configuration, read once from the environment (CONTRACT.md,
@@ -23,8 +24,10 @@ export interface Config {
   ingestConcurrency: number
   /** Most messages one ingest transaction persists (group commit of queued batches). */
   ingestGroupMessages: number
-  /** BullMQ job lock: how long before a dead worker's job is run again elsewhere. */
+  /** BullMQ job lock, renewed every half lock; a dead worker's jobs run again elsewhere within about 1.5 locks (src/jobs/workers.ts). */
   jobLockMs: number
+  /** Per-write-key limit on the tracking API (GOALPOST_RATE_LIMIT), or none. */
+  rateLimit: RateLimit | null
 }
 
 export const DEV_DEFAULTS = {
@@ -73,7 +76,20 @@ const schema = z.object({
   GOALPOST_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GOALPOST_INGEST_CONCURRENCY: integer(1, 64).default(2),
   GOALPOST_INGEST_GROUP_MESSAGES: integer(1, 100_000).default(1_000),
-  GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(30_000),
+  // 10 s: a killed worker's jobs wait at most ~15 s; a process whose event loop
+  // is blocked for over 5 s may lose a lock, and the job then runs twice (harmless).
+  GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(10_000),
+  GOALPOST_RATE_LIMIT: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      try {
+        return parseRateLimit(value)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
 })
 
 type Env = z.infer<typeof schema>
@@ -119,5 +135,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestConcurrency: valid.GOALPOST_INGEST_CONCURRENCY,
     ingestGroupMessages: valid.GOALPOST_INGEST_GROUP_MESSAGES,
     jobLockMs: valid.GOALPOST_JOB_LOCK_MS,
+    rateLimit: valid.GOALPOST_RATE_LIMIT ?? null,
   }
 }

@@ -1,3 +1,4 @@
+import { IngestRateLimiter, RateLimitedError } from './rate-limit.ts'
 import { DependencyHealth, errorSummary } from '../dependency-health.ts'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Queue } from 'bullmq'
@@ -19,7 +20,7 @@ import { registerTrackingRoutes } from './tracking-routes.ts'
 import { registerWebhookRoute } from './webhook-route.ts'
 
 export interface HttpDeps {
-  config: Pick<Config, 'writeKeys' | 'webhookSecret' | 'adminToken'>
+  config: Pick<Config, 'writeKeys' | 'webhookSecret' | 'adminToken'> & Partial<Pick<Config, 'rateLimit' | 'queuePrefix'>>
   queue: Queue<IngestJobData>
   db: Knex
   redis: Redis
@@ -68,6 +69,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerJsonBody(app)
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (err instanceof RateLimitedError) reply.header('retry-after', String(err.retryAfterSeconds))
     if (err instanceof InputError) return reply.code(err.status).send(errorBody(err.code, err.message, err.details))
     if (err instanceof QueueUnavailableError) {
       // Logged once per Redis outage (the client retries), not once per request.
@@ -95,7 +97,9 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerMetricsRoute(app, metrics)
   // Requests accepted at the same time share one job (group commit).
   const producer = new IngestProducer(deps.queue)
-  registerTrackingRoutes(app, producer, deps.config.writeKeys, observe)
+  const { rateLimit, queuePrefix = 'goalpost' } = deps.config
+  const limiter = rateLimit ? new IngestRateLimiter(deps.redis, queuePrefix, rateLimit) : undefined
+  registerTrackingRoutes(app, producer, deps.config.writeKeys, observe, limiter)
   registerWebhookRoute(app, producer, deps.config, observe)
   registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
   await app.register(adminRoutes, {
