@@ -23,6 +23,22 @@ import { settlesWithin } from '../timeout.ts'
 /** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
 export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
 
+/**
+ * Job locks and stalled-job checks, from GOALPOST_JOB_LOCK_MS: a live worker
+ * renews its jobs' locks every half lock, and a check every half lock takes
+ * back the jobs whose lock lapsed (their worker was killed, or its event loop
+ * was blocked for over half a lock), so they run again within about 1.5 locks.
+ * Running a job twice is harmless: ingest and recompute are idempotent.
+ */
+export const lockOptions = (jobLockMs: number) => ({ lockDuration: jobLockMs, stalledInterval: Math.max(500, Math.round(jobLockMs / 2)) })
+
+/** One warning per job taken back, in the process that took it back. */
+function warnOnStalled(worker: Worker, queue: string, log: Logger): void {
+  worker.on('stalled', (jobId) =>
+    log.warn({ jobId, queue }, 'took back a job whose lock lapsed (its worker died or was blocked); it runs again'),
+  )
+}
+
 export interface RunningWorkers {
   ingest: Worker<IngestJobData, IngestResult>
   maintenance: Worker<MaintenanceJobData>
@@ -63,8 +79,7 @@ export async function startWorkers(
       // Re-running a batch is harmless (idempotent), so a worker killed
       // mid-job never turns the job into a failure.
       maxStalledCount: 20,
-      lockDuration: config.jobLockMs,
-      stalledInterval: config.jobLockMs,
+      ...lockOptions(config.jobLockMs),
       settings: {
         backoffStrategy: (attemptsMade, type) => (type === BACKOFF_STRATEGY ? backoffDelay(attemptsMade) : 1_000),
       },
@@ -107,8 +122,9 @@ export async function startWorkers(
         throw err instanceof UnknownCampaignError ? new UnrecoverableError(err.message) : err
       })
     },
-    // Two at a time, so a long recompute does not hold up the wake-ups.
-    { connection, prefix: config.queuePrefix, concurrency: 2, lockDuration: config.jobLockMs },
+    // Two at a time, so a long recompute does not hold up the wake-ups. A
+    // recompute taken back more than 5 times (BullMQ's default: once) fails.
+    { connection, prefix: config.queuePrefix, concurrency: 2, maxStalledCount: 5, ...lockOptions(config.jobLockMs) },
   )
   maintenance.on('failed', (job, err) => {
     if (!health.absorb(err, 'postgres')) log.error({ err, jobId: job?.id, name: job?.name }, 'maintenance job failed')
@@ -117,6 +133,8 @@ export async function startWorkers(
   maintenance.on('error', (err) => {
     if (!health.absorb(err, 'redis')) log.error({ err }, 'maintenance worker error')
   })
+  warnOnStalled(ingest, 'ingest', log)
+  warnOnStalled(maintenance, 'maintenance', log)
   return {
     ingest,
     maintenance,

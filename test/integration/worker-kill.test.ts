@@ -1,5 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { QueueEvents, type Queue } from 'bullmq'
 import type { Redis } from 'ioredis'
@@ -12,6 +10,7 @@ import type { IngestMessage } from '../../src/segment/normalise.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { testEnv } from '../helpers/goalpost.ts'
+import { killAllGoalposts, spawnGoalpost, type GoalpostProcess } from '../helpers/goalpost-process.ts'
 import { deleteQueuePrefix, testQueuePrefix } from '../helpers/redis.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -20,7 +19,6 @@ import { waitFor } from '../helpers/wait.ts'
 // expires, and re-running a batch is idempotent. The end state must equal a
 // single clean run of the same batches (R3).
 
-const CLI = fileURLToPath(new URL('../../src/cli/index.ts', import.meta.url))
 const BATCHES = 100
 const PER_BATCH = 100
 const TOTAL = BATCHES * PER_BATCH
@@ -32,8 +30,6 @@ let redis: Redis
 let queue: Queue<IngestJobData>
 let queueEvents: QueueEvents
 let eventsConnection: Redis
-const children = new Set<ChildProcess>()
-const output: string[] = []
 
 beforeAll(async () => {
   ;[database, reference] = await Promise.all([createTestDatabase(), createTestDatabase()])
@@ -46,7 +42,7 @@ beforeAll(async () => {
   await queueEvents.waitUntilReady()
 })
 afterAll(async () => {
-  for (const child of children) child.kill('SIGKILL') // only workers this file started
+  await killAllGoalposts() // only workers this file started
   await queueEvents?.close()
   eventsConnection?.disconnect()
   await queue?.close()
@@ -57,31 +53,8 @@ afterAll(async () => {
 })
 
 /** `goalpost worker` as a child process, exactly as an operator runs it. */
-function startWorker(): ChildProcess {
-  const env = {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '',
-    ...testEnv(database, prefix, { GOALPOST_JOB_LOCK_MS: '2000', GOALPOST_INGEST_CONCURRENCY: '4' }),
-  }
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'worker'], {
-    env,
-    cwd: fileURLToPath(new URL('../..', import.meta.url)), // where `tsx` resolves
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const keep = (chunk: Buffer) => {
-    output.push(chunk.toString())
-    if (output.length > 200) output.shift()
-  }
-  child.stdout!.on('data', keep)
-  child.stderr!.on('data', keep)
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return child
-}
-
-function exited(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+function startWorker(): GoalpostProcess {
+  return spawnGoalpost('worker', testEnv(database, prefix, { GOALPOST_JOB_LOCK_MS: '2000', GOALPOST_INGEST_CONCURRENCY: '4' }))
 }
 
 // ---- the workload -------------------------------------------------------------
@@ -179,8 +152,8 @@ describe('a worker killed mid-job', () => {
       },
       { what: 'the first worker to be part-way through', timeoutMs: 40_000, intervalMs: 25 },
     )
-    first.kill('SIGKILL')
-    expect(await exited(first)).toEqual({ code: null, signal: 'SIGKILL' })
+    first.child.kill('SIGKILL')
+    expect(await first.exited()).toEqual({ code: null, signal: 'SIGKILL' })
     const atKill = await countEvents()
     expect(atKill).toBeGreaterThanOrEqual(seen)
     expect(atKill).toBeLessThan(TOTAL)
@@ -196,18 +169,20 @@ describe('a worker killed mid-job', () => {
         },
         { what: 'the restarted worker to drain the queue', timeoutMs: 90_000, intervalMs: 200 },
       ).catch((err) => {
-        throw new Error(`${(err as Error).message}\nworker output:\n${output.slice(-10).join('')}`)
+        throw new Error(`${(err as Error).message}\nworker output:\n${second.output.slice(-10).join('\n')}`)
       }),
       // Meanwhile, the clean reference run: the same batches, in order, one at a time.
       (async () => {
         for (const messages of batches) await persistBatch(reference.db, 'plugin', messages, emptyContext())
       })(),
     ])
-    second.kill('SIGTERM')
-    expect(await exited(second)).toEqual({ code: 0, signal: null })
+    second.child.kill('SIGTERM')
+    expect(await second.exited()).toEqual({ code: 0, signal: null })
 
     expect(await queue.getJobCounts('failed', 'completed')).toEqual({ failed: 0, completed: 0 }) // completed jobs are removed
     expect(stalled).toBeGreaterThan(0) // the killed jobs were taken up again
+    // …and the worker that took them back said so, once per job.
+    expect(second.output.filter((line) => line.includes('took back a job whose lock lapsed')).length).toBe(stalled)
 
     const [got, want] = await Promise.all([state(database.db), state(reference.db)])
     expect(got.events).toHaveLength(TOTAL)
