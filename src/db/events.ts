@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
 import type { IngestMessage } from '../segment/normalise.ts'
+import { copyInto, copyJson, copyText } from './copy.ts'
 
 export type Source = 'api' | 'webhook' | 'plugin' | 'import'
 
@@ -36,7 +37,7 @@ export async function insertEvents(
   const column = <T>(f: (m: IngestMessage) => T) => messages.map(f)
   // The people the new events belong to get their row in the same statement
   // (sorted, so concurrent batches take the row locks in one order).
-  const { rows: inserted } = await trx.raw<{ rows: { message_id: string; seq: number; person_id: string; new_person: boolean }[] }>(
+  const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(
     `WITH ins AS (
        INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
                            received_at, sent_timestamp, source)
@@ -73,6 +74,58 @@ export async function insertEvents(
       [...sources],
     ] as Knex.RawBinding[],
   )
+  return persisted(messages, inserted)
+}
+
+/**
+ * insertEvents for a large batch (import): the rows reach Postgres by COPY
+ * into a session-local staging table, then one INSERT ... SELECT does what
+ * insertEvents' statement does, with the same result. The staging table is
+ * emptied at commit (and by a rollback), so it never holds a row between
+ * batches.
+ */
+export async function insertEventsBulk(
+  trx: Knex.Transaction,
+  sources: readonly Source[],
+  messages: readonly IngestMessage[],
+): Promise<PersistedEvent[]> {
+  if (messages.length === 0) return []
+  await trx.raw(
+    `CREATE TEMP TABLE IF NOT EXISTS goalpost_staged_events (
+       i int, message_id text, raw_id text, user_id text, anonymous_id text, type text, name text,
+       properties jsonb, meta jsonb, context jsonb, received_at timestamptz, sent_timestamp timestamptz, source text
+     ) ON COMMIT DELETE ROWS`,
+  )
+  const rows = messages.map(
+    (m, i) =>
+      `${i}\t${copyText(m.messageId)}\t${copyText(rawPersonId(m))}\t${copyText(m.userId)}\t${copyText(m.anonymousId)}\t${m.type}\t` +
+      `${copyText(m.name)}\t${copyJson(m.properties)}\t${copyJson(m.meta)}\t${copyJson(m.context)}\t${m.receivedAt}\t${m.timestamp ?? '\\N'}\t${sources[i]}\n`,
+  )
+  await copyInto(trx, 'goalpost_staged_events', rows)
+  const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(
+    `WITH ins AS (
+       INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
+                           received_at, sent_timestamp, source)
+       SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
+              r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
+         FROM goalpost_staged_events r
+         LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
+        ORDER BY r.i
+       ON CONFLICT (message_id) DO NOTHING
+       RETURNING message_id, seq, person_id
+     ), new_people AS (
+       INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
+       RETURNING person_id
+     )
+     SELECT message_id, seq, person_id, person_id IN (SELECT person_id FROM new_people) AS new_person FROM ins`,
+  )
+  return persisted(messages, inserted)
+}
+
+type InsertedRow = { message_id: string; seq: number; person_id: string; new_person: boolean }
+
+/** The inserted rows matched to their messages, in seq order. */
+function persisted(messages: readonly IngestMessage[], inserted: readonly InsertedRow[]): PersistedEvent[] {
   // A messageId twice in one batch: the statement stores the first copy, so
   // the first copy is the one whose effects (traits, lifecycle) apply.
   const byId = new Map<string, number>()

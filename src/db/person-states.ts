@@ -25,7 +25,11 @@ export async function invalidateStates(trx: Knex.Transaction | Knex, personIds: 
      SELECT id, ?, 0, ?, NULL FROM unnest(?::text[]) AS id ORDER BY 1
      ON CONFLICT (person_id) DO UPDATE
        SET state = NULL,
-           next_wake_at = LEAST(coalesce(person_evaluations.next_wake_at, excluded.next_wake_at), excluded.next_wake_at)`,
+           next_wake_at = LEAST(coalesce(person_evaluations.next_wake_at, excluded.next_wake_at), excluded.next_wake_at)
+     -- Already invalidated and woken no later: writing the same row again would only cost a new row version.
+     WHERE person_evaluations.state IS NOT NULL
+        OR person_evaluations.next_wake_at IS NULL
+        OR person_evaluations.next_wake_at > excluded.next_wake_at`,
     [new Date(now).toISOString(), wakeAt, [...new Set(personIds)]],
   )
 }

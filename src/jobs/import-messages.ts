@@ -129,7 +129,7 @@ export class Importer {
   private async store(messages: IngestMessage[]): Promise<void> {
     const stored = await this.attempt((ctx) =>
       this.db.transaction(async (trx) => {
-        const s = await storeGroup(trx, [{ source: 'import', messages }], ctx)
+        const s = await storeGroup(trx, [{ source: 'import', messages }], ctx, { bulk: true })
         await invalidateStates(trx, [...s.toEvaluate.keys()], this.opts.now())
         // As persistGroup: messages stored under a replaced configuration may
         // have been read with the wrong delivery events; store them again.

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex'
 import { deliveryFact } from '../segment/delivery-events.ts'
 import type { IngestMessage } from '../segment/normalise.ts'
-import { insertEvents, lockNamedPeople, type PersistedEvent, type Source } from '../db/events.ts'
+import { insertEvents, insertEventsBulk, lockNamedPeople, type PersistedEvent, type Source } from '../db/events.ts'
 import { applyTraits } from '../db/people.ts'
 import { mergeIdentities, type Merge } from '../db/identities.ts'
 import { upsertDeliveries, type DeliveryObservation } from '../db/deliveries.ts'
@@ -92,13 +92,27 @@ export interface StoredGroup {
   parts: PartOutcome[]
 }
 
+export interface StoreOptions {
+  /**
+   * A large batch whose people are evaluated later from their whole log
+   * (import): the log is written by COPY, and no evaluation inputs are built
+   * (`inputs` comes back empty).
+   */
+  bulk?: boolean
+}
+
 /**
  * Stores a group of batches inside the caller's transaction, without
  * evaluating anyone: the log, people and their traits, identity merges (R25)
  * and delivery lifecycles (R4), under the people's locks. Returns who needs
  * evaluating. Only messages new to the log have effects (idempotent).
  */
-export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPart[], ctx: EvaluationContext): Promise<StoredGroup> {
+export async function storeGroup(
+  trx: Knex.Transaction,
+  parts: readonly BatchPart[],
+  ctx: EvaluationContext,
+  opts: StoreOptions = {},
+): Promise<StoredGroup> {
   const messages = parts.flatMap((p) => p.messages)
   const sources = parts.flatMap((p) => p.messages.map(() => p.source))
   // partOf[i]: the part message i came from.
@@ -111,7 +125,7 @@ export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPar
     trx,
     messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
   )
-  const events = await insertEvents(trx, sources, messages)
+  const events = await (opts.bulk ? insertEventsBulk : insertEvents)(trx, sources, messages)
   for (const e of events) {
     counts[partOf[e.index]].inserted++
     counts[partOf[e.index]].duplicates--
@@ -172,9 +186,10 @@ export async function storeGroup(trx: Knex.Transaction, parts: readonly BatchPar
     if (mergedInto.has(id) && !evaluatedBy.has(mergedInto.get(id)!)) evaluatedBy.set(mergedInto.get(id)!, part)
   for (const part of evaluatedBy.values()) counts[part].evaluated++
   const replay = new Set(merges.flatMap((m) => [m.from, m.into]))
-  const newPeople = new Set(events.filter((e) => e.newPerson && !replay.has(e.personId)).map((e) => e.personId))
+  const newPeople = new Set(opts.bulk ? [] : events.filter((e) => e.newPerson && !replay.has(e.personId)).map((e) => e.personId))
   const inputs: StoredInputs = { events: new Map(), newDeliveries, replay, newPeople }
-  for (const e of events) {
+  // An import evaluates from the log later: it needs no inputs.
+  for (const e of opts.bulk ? [] : events) {
     const m = e.message
     if (!evaluatedBy.has(e.personId) || !(m.type === 'identify' || (m.name !== null && relevant.has(m.name)))) continue
     const input = personEvent(deliveryTable, { messageId: m.messageId, seq: e.seq, receivedAt: Date.parse(m.receivedAt), type: m.type, name: m.name, properties: m.properties })
