@@ -6,6 +6,8 @@ import { ConfigDocumentError, validateConfigDocument, type ConfigDocument } from
 import { applyConfig, type ApplyResult } from '../db/config.ts'
 import { createDb, type Knex } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
+import { applyResultBody } from '../http/admin-routes.ts'
+import { redactUrl } from './user-errors.ts'
 
 const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0]
 
@@ -53,13 +55,8 @@ export function describeResult(file: string, result: ApplyResult): string {
   return `applied ${file} as revision ${result.revision}:\n  ${result.changes.join('\n  ')}`
 }
 
-/** `goalpost apply FILE`: exit 0 when saved (or unchanged), 1 with every error listed otherwise. */
-export async function applyCommand(args: string[], config: Config): Promise<number> {
-  if (args.length !== 1) {
-    console.error('usage: goalpost apply FILE   (a YAML or JSON configuration document)')
-    return 1
-  }
-  const [file] = args
+/** `goalpost apply FILE [--json]`: exit 0 when saved (or unchanged), 1 with every error listed otherwise. */
+export async function applyCommand(file: string, config: Config, opts: { json?: boolean } = {}): Promise<number> {
   let loaded: Awaited<ReturnType<typeof loadConfigFile>>
   try {
     loaded = await loadConfigFile(file)
@@ -72,15 +69,13 @@ export async function applyCommand(args: string[], config: Config): Promise<numb
   try {
     await migrateToLatest(config.databaseUrl)
   } catch (err) {
-    const where = new URL(config.databaseUrl)
-    where.password = ''
-    console.error(`goalpost apply: cannot prepare the database ${where.toString()}: ${firstLine(err)}\nCheck DATABASE_URL and that Postgres is running; nothing was saved.`)
+    console.error(`goalpost apply: cannot prepare the database ${redactUrl(config.databaseUrl)}: ${firstLine(err)}\nCheck DATABASE_URL and that Postgres is running; nothing was saved.`)
     return 1
   }
   const db = createDb(config.databaseUrl, { poolMax: 2, applicationName: 'goalpost-apply' })
   try {
     const result = await applyConfig(db, loaded.document, { now: new Date(), source: `cli:${file}`, raw: loaded.raw })
-    console.log(describeResult(file, result))
+    console.log(opts.json ? JSON.stringify(applyResultBody(result)) : describeResult(file, result))
     return 0
   } finally {
     await db.destroy()

@@ -8,6 +8,7 @@ import { ConfigCache } from '../jobs/config-cache.ts'
 import { Importer, type ImportOptions } from '../jobs/import-messages.ts'
 import { normaliseMessage } from '../segment/normalise.ts'
 import { progressDisplay, type ImportProgress } from './import-progress.ts'
+import { CommandError } from './user-errors.ts'
 
 export interface ImportSummary {
   lines: number
@@ -93,11 +94,11 @@ export async function importFile(
   }
 }
 
-export async function importCommand(args: string[], config: Config): Promise<number> {
-  if (args.length !== 1) {
-    console.error('usage: goalpost import FILE.jsonl   (Segment messages, one JSON object a line, each with its receivedAt)')
-    return 1
-  }
+/** `goalpost import FILE [--json]`: exit 0, or 2 when some lines were invalid (each listed on stderr). */
+export async function importCommand(file: string, config: Config, opts: { json?: boolean } = {}): Promise<number> {
+  const args = [file]
+  // Before anything is migrated or connected: a wrong path is the likeliest mistake.
+  if (!(await stat(file)).isFile()) throw new CommandError(`${file} is not a file`)
   const every = Number(process.env.GOALPOST_IMPORT_PROGRESS_MS)
   const progress = progressDisplay(process.stderr)
   let s: ImportSummary
@@ -109,7 +110,8 @@ export async function importCommand(args: string[], config: Config): Promise<num
   } finally {
     progress.stop()
   }
-  console.log(
+  if (opts.json) console.log(JSON.stringify({ file, ...s }))
+  else console.log(
     `imported ${args[0]}: ${s.inserted} stored, ${s.duplicates} already stored, ${s.invalid} invalid (of ${s.lines} lines); ${s.evaluated} people evaluated`,
   )
   return s.invalid > 0 ? 2 : 0

@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util'
 import cliProgress from 'cli-progress'
-import { loadConfig } from '../config.ts'
+import type { Config } from '../config.ts'
 import { createDb } from '../db/knex.ts'
 import { migrateToLatest } from '../db/migrate.ts'
 import type { WriteSummary } from '../db/evaluation.ts'
@@ -13,13 +12,9 @@ export function formatSummary(changes: WriteSummary): string {
     .join('\n')
 }
 
-/** `goalpost recompute [--campaign KEY] [--dry-run]` */
-export async function recomputeCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { campaign: { type: 'string' }, 'dry-run': { type: 'boolean', default: false } },
-  })
-  const config = loadConfig()
+/** `goalpost recompute [--campaign KEY] [--dry-run] [--json]`; exit 1 for a campaign that is not configured. */
+export async function recomputeCommand(config: Config, opts: { campaign?: string; dryRun?: boolean; json?: boolean }): Promise<number> {
+  const dryRun = opts.dryRun ?? false
   await migrateToLatest(config.databaseUrl)
   const db = createDb(config.databaseUrl, { poolMax: 4, applicationName: 'goalpost-recompute' })
   const bar = new cliProgress.SingleBar(
@@ -30,8 +25,8 @@ export async function recomputeCommand(argv: string[]): Promise<number> {
     const ctx = await new ConfigCache(db).get()
     let started = false
     const result = await recompute(db, ctx, {
-      campaign: values.campaign,
-      dryRun: values['dry-run'],
+      campaign: opts.campaign,
+      dryRun,
       now: Date.now(),
       onProgress: (done, total) => {
         if (!started) bar.start(total, 0)
@@ -40,13 +35,17 @@ export async function recomputeCommand(argv: string[]): Promise<number> {
       },
     })
     bar.stop()
-    console.log(`${values['dry-run'] ? 'dry run: would change' : 'recomputed'} ${result.people} people${values.campaign ? ` for campaign ${values.campaign}` : ''}:`)
+    if (opts.json) {
+      console.log(JSON.stringify({ dry_run: dryRun, campaign: opts.campaign ?? null, people: result.people, changes: result.changes }))
+      return 0
+    }
+    console.log(`${dryRun ? 'dry run: would change' : 'recomputed'} ${result.people} people${opts.campaign ? ` for campaign ${opts.campaign}` : ''}:`)
     console.log(formatSummary(result.changes))
     return 0
   } catch (err) {
     bar.stop()
     if (err instanceof UnknownCampaignError) {
-      console.error(err.message)
+      console.error(`goalpost recompute: ${err.message}`)
       return 1
     }
     throw err

@@ -6,16 +6,19 @@ import { applyConfig, getConfigDocument, type ApplyResult } from '../db/config.t
 import { InputError } from '../errors.ts'
 import { isAdminAuthorised } from './auth.ts'
 import type { Queue } from 'bullmq'
-import type { MaintenanceJobData } from '../jobs/queues.ts'
+import type { IngestProducer, MaintenanceJobData } from '../jobs/queues.ts'
 import { MAX_REQUEST_BYTES, decode } from './body.ts'
 import { enqueueMaintenance } from '../jobs/queues.ts'
 import { isStorableText, UNSTORABLE_TEXT } from '../core/storable.ts'
+import { registerRejectedRoutes } from './admin-rejected-routes.ts'
 
 export interface AdminDeps {
   db: Knex
   adminToken: string
   /** Where `POST /admin/recompute` queues its job. */
   maintenance: Queue<MaintenanceJobData>
+  /** Where `POST /admin/rejected/replay` queues dead letters again (the tracking routes' producer). */
+  ingest: IngestProducer
   /** The apply's time (R13: goal versions start then); tests may pin it. */
   now?: () => Date
   /** Told after a save, so this process's cached configuration (eligibility) is reloaded at once. */
@@ -53,7 +56,8 @@ const wantsYaml = (request: FastifyRequest) => /\b(application|text)\/(x-)?yaml\
 
 /**
  * `GET`/`PUT /admin/config` (CONTRACT.md): the whole configuration document,
- * JSON or YAML, with the declarative meaning of `goalpost apply`. Registered
+ * JSON or YAML, with the declarative meaning of `goalpost apply`; recomputes,
+ * their jobs, and dead letters (admin-rejected-routes.ts). Registered
  * as its own Fastify context, so the YAML parser and the admin check apply to
  * these routes only.
  */
@@ -113,6 +117,8 @@ export async function adminRoutes(app: FastifyInstance, deps: AdminDeps): Promis
     const job = await enqueueMaintenance(deps.maintenance, { kind: 'recompute', campaign: body.campaign as string | undefined, dryRun: body.dry_run as boolean | undefined })
     return reply.code(202).send({ job_id: job })
   })
+
+  registerRejectedRoutes(app, { db: deps.db, ingest: deps.ingest })
 
   app.get('/admin/jobs/:id', async (request) => {
     const { id } = request.params as { id: string }

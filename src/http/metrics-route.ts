@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Queue } from 'bullmq'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { oldestWaitingAt, queueDepth, type QueueDepth } from '../jobs/queue-status.ts'
 
 /**
  * `GET /metrics` (CONTRACT.md): Prometheus text. Queue gauges are read from
@@ -30,16 +31,14 @@ export function createHttpMetrics(queues: readonly Queue[]): HttpMetrics {
   })
   // With Redis away a scrape still answers: the queue gauges keep their last values.
   const counts = async () =>
-    Promise.all(queues.map(async (q) => ({ name: q.name, counts: await q.getJobCounts('waiting', 'active', 'delayed', 'failed') }))).catch(
-      () => [] as { name: string; counts: Record<string, number> }[],
-    )
+    Promise.all(queues.map(async (q) => ({ name: q.name, counts: await queueDepth(q) }))).catch(() => [] as { name: string; counts: QueueDepth }[])
   new Gauge({
     name: 'goalpost_queue_waiting',
     help: 'Jobs waiting in each queue (an ingest job is one accepted batch).',
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      for (const q of await counts()) this.set({ queue: q.name }, (q.counts.waiting ?? 0) + (q.counts.delayed ?? 0))
+      for (const q of await counts()) this.set({ queue: q.name }, q.counts.waiting + q.counts.delayed)
     },
   })
   new Gauge({
@@ -48,7 +47,7 @@ export function createHttpMetrics(queues: readonly Queue[]): HttpMetrics {
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      for (const q of await counts()) this.set({ queue: q.name }, q.counts.active ?? 0)
+      for (const q of await counts()) this.set({ queue: q.name }, q.counts.active)
     },
   })
   new Gauge({
@@ -57,7 +56,7 @@ export function createHttpMetrics(queues: readonly Queue[]): HttpMetrics {
     labelNames: ['queue'] as const,
     registers: [registry],
     async collect() {
-      for (const q of await counts()) this.set({ queue: q.name }, q.counts.failed ?? 0)
+      for (const q of await counts()) this.set({ queue: q.name }, q.counts.failed)
     },
   })
   const ingest = queues[0]
@@ -66,10 +65,9 @@ export function createHttpMetrics(queues: readonly Queue[]): HttpMetrics {
     help: 'Age of the oldest ingest batch not yet taken by a worker: evaluation runs with the batch, so inputs are judged at most this late.',
     registers: [registry],
     async collect() {
-      const waiting = ingest ? await ingest.getJobs(['waiting'], 0, 0, true).catch(() => null) : []
-      if (waiting === null) return // Redis away: keep the last value
-      const [oldest] = waiting
-      this.set(oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0)
+      const oldest = ingest ? await oldestWaitingAt(ingest).catch(() => undefined) : null
+      if (oldest === undefined) return // Redis away: keep the last value
+      this.set(oldest === null ? 0 : Math.max(0, (Date.now() - oldest) / 1000))
     },
   })
   return { registry, accepted, rejected }
