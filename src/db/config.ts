@@ -1,5 +1,5 @@
 import type { Knex } from 'knex'
-import { canonicalJson, type CampaignDocument, type ConfigDocument } from '../core/config-document/index.ts'
+import { canonicalJson, type CampaignDocument, type ConfigDocument, type ScheduleDef, type ScheduleJob, type ScheduleTiming } from '../core/config-document/index.ts'
 import { formatDuration } from '../core/duration.ts'
 import type { CampaignDef, DeliveryEventDef, EngineConfig, Goal, GoalVersion, SegmentDef } from '../core/model.ts'
 
@@ -81,6 +81,21 @@ function campaignDefinition(c: CampaignDocument): CampaignDefinition {
   if (c.trigger) d.trigger = c.trigger
   if (c.filters) d.filters = c.filters
   return d
+}
+
+/** A schedule as stored in `schedules.definition`: the document's, without its name. */
+export type ScheduleDefinition = { job: ScheduleJob } & ScheduleTiming
+
+const scheduleDefinition = ({ name: _name, ...definition }: ScheduleDef): ScheduleDefinition => definition
+
+/** `every 1d: retention older_than 400d`, `0 3 * * * Europe/Paris: recompute campaign cart (dry run)`. */
+export function describeSchedule(d: ScheduleDefinition): string {
+  const when = 'everyMs' in d ? `every ${formatDuration(d.everyMs)}` : `${d.pattern} ${d.tz}`
+  const what =
+    d.job.kind === 'retention'
+      ? `retention older_than ${formatDuration(d.job.olderThanMs)}`
+      : `recompute ${d.job.campaign === undefined ? 'all campaigns' : `campaign ${d.job.campaign}`}${d.job.dryRun ? ' (dry run)' : ''}`
+  return `${when}: ${what}`
 }
 
 /** The document's names for the definition fields, for change messages. */
@@ -257,6 +272,28 @@ async function applyIn(trx: Knex.Transaction, doc: ConfigDocument, { now, source
       if (wantedEvents.size > 0)
         await trx('config_delivery_events').insert([...wantedEvents.values()].map((d) => ({ ...d, revision })))
     })
+
+  // Schedules: the document's list replaces the previous one (the workers make BullMQ's schedulers follow).
+  const schedules = await trx<{ name: string; definition: ScheduleDefinition }>('schedules').select('name', 'definition')
+  const knownSchedules = new Map(schedules.map((r) => [r.name, r.definition]))
+  const wantedSchedules = new Map((doc.schedules ?? []).map((d) => [d.name, scheduleDefinition(d)]))
+  for (const [name, definition] of wantedSchedules) {
+    const before = knownSchedules.get(name)
+    if (before && canonicalJson(before) === canonicalJson(definition)) continue
+    changes.push(`schedule ${name}: ${before ? 'changed' : 'added'} (${describeSchedule(definition)})`)
+    const json = JSON.stringify(definition)
+    writes.push((revision) =>
+      trx('schedules')
+        .insert({ name, definition: json, created_at: stamp, updated_at: stamp, revision })
+        .onConflict('name')
+        .merge(['definition', 'updated_at', 'revision']),
+    )
+  }
+  for (const name of knownSchedules.keys())
+    if (!wantedSchedules.has(name)) {
+      changes.push(`schedule ${name}: removed`)
+      writes.push(() => trx('schedules').where({ name }).delete())
+    }
 
   if (changes.length === 0) return { revision: current, changed: false, changes, goalVersions }
   const [{ revision }] = await trx('config_revisions')

@@ -11,6 +11,7 @@ import { IngestProducer, type IngestJobData, type MaintenanceJobData } from '../
 import { ConfigCache } from '../jobs/config-cache.ts'
 import { registerEligibilityRoute } from './eligibility-route.ts'
 import { adminRoutes } from './admin-routes.ts'
+import { adminJobsRoutes } from './admin-jobs-routes.ts'
 import { MAX_REQUEST_BYTES, registerJsonBody } from './body.ts'
 import { registerHealthRoutes } from './health-routes.ts'
 import { createHttpMetrics, registerMetricsRoute } from './metrics-route.ts'
@@ -102,6 +103,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerTrackingRoutes(app, producer, deps.config.writeKeys, observe, limiter)
   registerWebhookRoute(app, producer, deps.config, observe)
   registerEligibilityRoute(app, { db: deps.db, configs, writeKeys: deps.config.writeKeys })
+  await app.register(adminJobsRoutes, { db: deps.db, adminToken: deps.config.adminToken })
   await app.register(adminRoutes, {
     db: deps.db,
     adminToken: deps.config.adminToken,

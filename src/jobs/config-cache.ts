@@ -12,6 +12,7 @@ export class ConfigCache {
   private current: EvaluationContext | null = null
   private checkedAt = 0
   private loading: Promise<EvaluationContext> | null = null
+  private readonly listeners: Array<(revision: number) => void> = []
 
   constructor(
     private readonly db: Knex,
@@ -26,6 +27,11 @@ export class ConfigCache {
     return this.loading
   }
 
+  /** Calls `listener` with each revision this cache loads (the first one too). */
+  onRevision(listener: (revision: number) => void): void {
+    this.listeners.push(listener)
+  }
+
   /** Forgets the cached configuration (after an apply in this process). */
   invalidate(): void {
     this.checkedAt = 0
@@ -37,6 +43,7 @@ export class ConfigCache {
     if (!this.current || this.current.revision !== revision) {
       const loaded = await loadEngineConfig(this.db)
       this.current = evaluationContext(loaded.revision, loaded.config)
+      for (const listener of this.listeners) listener(loaded.revision)
     }
     this.checkedAt = Date.now()
     return this.current

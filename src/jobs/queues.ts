@@ -19,8 +19,15 @@ export const QUEUE_NAMES = { ingest: '{ingest}', maintenance: '{maintenance}' } 
  */
 export const EVENT_STREAM = { events: { maxLen: 1_000 } }
 
-/** Jobs of the maintenance queue: the scheduled wake-up (R22, R23) and recomputes (R3). */
-export type MaintenanceJobData = { kind: 'wake' } | { kind: 'recompute'; campaign?: string; dryRun?: boolean }
+/**
+ * Jobs of the maintenance queue: the scheduled wake-up (R22, R23), recomputes
+ * (R3) and retention runs; `schedule` names the configured schedule that
+ * started it (src/jobs/schedules.ts), absent for one asked for by the API.
+ */
+export type MaintenanceJobData =
+  | { kind: 'wake' }
+  | { kind: 'recompute'; campaign?: string; dryRun?: boolean; schedule?: string }
+  | { kind: 'retention'; olderThanMs: number; schedule?: string }
 
 /** How often the scheduled refresh looks for people whose next change in time has come. */
 export const WAKE_EVERY_MS = 5_000

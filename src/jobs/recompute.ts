@@ -1,6 +1,7 @@
 import type { Knex } from 'knex'
 import { lockPeople } from '../db/events.ts'
 import { addSummary, emptySummary, type WriteSummary } from '../db/evaluation.ts'
+import { recordRun, type JobTrigger } from '../db/job-runs.ts'
 import { evaluateLocked, type EvaluationContext } from './evaluate.ts'
 
 export interface RecomputeOptions {
@@ -11,11 +12,19 @@ export interface RecomputeOptions {
   now: number
   chunkSize?: number
   onProgress?: (done: number, total: number) => void
+  /** Who started it, for job_runs: the CLI (the default), the API, or a schedule. */
+  trigger?: JobTrigger
+  /** The schedule's name (trigger 'schedule'). */
+  schedule?: string
+  /** The BullMQ job running it, if any. */
+  jobId?: string
 }
 
 export interface RecomputeResult {
   people: number
   changes: WriteSummary
+  /** People whose log a retention run shortened, whose rows were left as they are (docs/operations.md, "Retention"); absent when none. */
+  kept?: number
 }
 
 export class UnknownCampaignError extends Error {
@@ -29,18 +38,40 @@ class DryRunRollback extends Error {}
 
 // Everyone with a log or with derived rows: a person merged away (R25) has
 // derived rows and no log left, and recomputing them removes those rows.
-const PEOPLE = `SELECT person_id FROM people
-               UNION SELECT person_id FROM journeys
-               UNION SELECT person_id FROM segment_memberships`
+const EVERYONE = `SELECT person_id FROM people
+                  UNION SELECT person_id FROM journeys
+                  UNION SELECT person_id FROM segment_memberships`
+// But not people whose log retention shortened: a replay of what is left
+// would drop or misplace what the deleted inputs caused; their rows stay as
+// the whole log made them (docs/operations.md, "Retention").
+const PEOPLE = `SELECT person_id FROM (${EVERYONE}) a
+                 WHERE NOT EXISTS (SELECT 1 FROM retention_horizons h WHERE h.person_id = a.person_id)`
 
 /**
  * Rebuilds what the rules derive from the persisted log (R3), person by
  * person in chunks, each chunk in its own transaction under the people's locks
- * so ingestion keeps running meanwhile.
+ * so ingestion keeps running meanwhile. Recorded in job_runs.
  */
 export async function recompute(db: Knex, ctx: EvaluationContext, opts: RecomputeOptions): Promise<RecomputeResult> {
   if (opts.campaign !== undefined && !ctx.config.campaigns.some((c) => c.key === opts.campaign))
     throw new UnknownCampaignError(opts.campaign)
+  return recordRun(
+    db,
+    {
+      kind: 'recompute',
+      scope: opts.campaign === undefined ? 'all' : `campaign:${opts.campaign}`,
+      dryRun: opts.dryRun,
+      trigger: opts.trigger ?? 'cli',
+      schedule: opts.schedule,
+      jobId: opts.jobId,
+      startedAt: new Date(opts.now),
+    },
+    () => recomputeChunks(db, ctx, opts),
+    (r) => ({ people: r.people, changes: r.changes }),
+  )
+}
+
+async function recomputeChunks(db: Knex, ctx: EvaluationContext, opts: RecomputeOptions): Promise<RecomputeResult> {
   const scope = opts.campaign === undefined ? {} : { campaignKeys: [opts.campaign], segmentKeys: [] }
   const chunkSize = opts.chunkSize ?? 500
   const [{ total }] = (await db.raw(`SELECT count(*)::int AS total FROM (${PEOPLE}) p`)).rows as { total: number }[]
@@ -69,5 +100,6 @@ export async function recompute(db: Knex, ctx: EvaluationContext, opts: Recomput
     after = ids[ids.length - 1]
     opts.onProgress?.(Math.min(done, total), total)
   }
-  return { people: done, changes }
+  const [{ kept }] = (await db.raw(`SELECT count(*)::int AS kept FROM retention_horizons`)).rows as { kept: number }[]
+  return kept > 0 ? { people: done, changes, kept } : { people: done, changes }
 }

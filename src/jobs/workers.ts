@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker } from 'bullmq'
+import { Worker } from 'bullmq'
 import type { Knex } from 'knex'
 import type { Config } from '../config.ts'
 import type { Logger } from '../logger.ts'
@@ -15,7 +15,8 @@ import {
   type MaintenanceJobData,
 } from './queues.ts'
 import { createIngestProcessor, type IngestResult } from './ingest-processor.ts'
-import { recompute, UnknownCampaignError } from './recompute.ts'
+import { runBatchJob } from './batch-jobs.ts'
+import { ScheduleSync } from './schedules.ts'
 import { wakeDuePeople } from './wake.ts'
 import { analyzeNewTables } from '../db/statistics.ts'
 import { settlesWithin } from '../timeout.ts'
@@ -102,6 +103,10 @@ export async function startWorkers(
   })
   // Idempotent: every worker process upserts the same scheduler.
   await maintenanceQueue.upsertJobScheduler('wake', { every: WAKE_EVERY_MS }, { name: 'wake', data: { kind: 'wake' } })
+  // The configuration's schedules: now, and whenever a new revision is seen (src/jobs/schedules.ts).
+  const schedules = new ScheduleSync(db, maintenanceQueue, connection, config.queuePrefix, log)
+  await schedules.sync()
+  configs.onRevision(() => void schedules.sync())
   const maintenance = new Worker<MaintenanceJobData>(
     QUEUE_NAMES.maintenance,
     async (job) => {
@@ -112,15 +117,7 @@ export async function startWorkers(
         if (analyzed.length > 0) log.info({ tables: analyzed }, 'analyzed tables that had no statistics yet')
         return { woken: await wakeDuePeople(db, ctx, Date.now()), analyzed }
       }
-      return recompute(db, ctx, {
-        campaign: job.data.campaign,
-        dryRun: job.data.dryRun,
-        now: Date.now(),
-        onProgress: (done, total) => void job.updateProgress({ done, total }),
-      }).catch((err) => {
-        // Archived since it was queued: retrying cannot help.
-        throw err instanceof UnknownCampaignError ? new UnrecoverableError(err.message) : err
-      })
+      return runBatchJob(db, ctx, job, job.data)
     },
     // Two at a time, so a long recompute does not hold up the wake-ups. A
     // recompute taken back more than 5 times (BullMQ's default: once) fails.

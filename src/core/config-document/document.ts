@@ -13,10 +13,21 @@ export interface CampaignDocument extends Omit<CampaignDef, 'goals'> {
   effectiveFrom?: string
 }
 
+/** What a schedule runs: a recompute (R3) of every campaign or one, or a retention run. */
+export type ScheduleJob = { kind: 'recompute'; campaign?: string; dryRun: boolean } | { kind: 'retention'; olderThanMs: number }
+
+/** When a schedule runs: a cron `pattern` in a time zone (`tz`, default UTC), or an `every` interval. */
+export type ScheduleTiming = { pattern: string; tz: string } | { everyMs: number }
+
+/** A named batch job. */
+export type ScheduleDef = { name: string; job: ScheduleJob } & ScheduleTiming
+
 export interface ConfigDocument {
   segments: SegmentDef[]
   campaigns: CampaignDocument[]
   deliveryEvents: DeliveryEventDef[]
+  /** Absent when the document has no `schedules` section (the same as none). */
+  schedules?: ScheduleDef[]
 }
 
 export type ValidationResult = { ok: true; document: ConfigDocument } | { ok: false; errors: string[] }

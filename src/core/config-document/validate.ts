@@ -10,8 +10,9 @@
 import { z } from 'zod'
 import { ambiguousCampaignIds, campaignSchema, triggerKindOf } from './campaigns.ts'
 import { deliveryEventSchema, duplicateEvents } from './delivery-events.ts'
-import type { ValidationResult } from './document.ts'
+import type { ConfigDocument, ValidationResult } from './document.ts'
 import { scope } from './references.ts'
+import { scheduleSchema, shortRetentions, unknownScheduleCampaigns } from './schedules.ts'
 import { segmentCycles, segmentSchema } from './segments.ts'
 import { isStorableText, UNSTORABLE_TEXT } from '../storable.ts'
 import {
@@ -41,18 +42,19 @@ const DOCUMENT = strict({
     )
     .nullish(),
   delivery_events: z.array(deliveryEventSchema).nullish(),
+  schedules: z.array(scheduleSchema()).nullish(),
 })
 
-/** Each key once in its list: a second entry with it is a problem at its `key`. */
-function duplicateKeys(doc: Record<string, unknown>, list: string): Problem[] {
+/** Each key once in its list: a second entry with it is a problem at its `key` (a schedule's `name`). */
+function duplicateKeys(doc: Record<string, unknown>, list: string, field: 'key' | 'name' = 'key'): Problem[] {
   const first = new Map<string, number>()
   const problems: Problem[] = []
   rawList(doc, list).forEach((item, i) => {
-    const k = rawKeyOf(item)
+    const k = rawKeyOf(isMapping(item) ? { key: item[field] } : item)
     if (k === null) return
     const seen = first.get(k)
     if (seen === undefined) first.set(k, i)
-    else problems.push({ path: [list, i, 'key'], message: `duplicate key ${JSON.stringify(k)} (also ${list}[${seen}])` })
+    else problems.push({ path: [list, i, field], message: `duplicate ${field} ${JSON.stringify(k)} (also ${list}[${seen}])` })
   })
   return problems
 }
@@ -82,7 +84,7 @@ function documentWideProblems(input: unknown): Problem[] {
   return problems
 }
 
-const TOP_ORDER = ['segments', 'campaigns', 'delivery_events']
+const TOP_ORDER = ['segments', 'campaigns', 'delivery_events', 'schedules']
 
 function order(a: Problem, b: Problem): number {
   const rank = (p: Problem) => (p.path.length === 0 ? -1 : TOP_ORDER.indexOf(String(p.path[0])))
@@ -117,15 +119,18 @@ export function validateConfigDocument(input: unknown): ValidationResult {
     ...ambiguousCampaignIds(input),
     ...segmentCycles(input),
     ...duplicateEvents(input),
+    ...duplicateKeys(input, 'schedules', 'name'),
+    ...unknownScheduleCampaigns(input, new Set(rawList(input, 'campaigns').map(rawKeyOf).filter((k): k is string => k !== null))),
   ]
+  // Retention ages against the windows they must outlive: only once those are known.
+  if (outcome.ok) problems.push(...shortRetentions(outcome.data.schedules ?? [], outcome.data.campaigns ?? [], outcome.data.segments ?? []))
   if (problems.length > 0 || !outcome.ok)
     return { ok: false, errors: problems.sort(order).map((p) => `${formatPath(p.path)}: ${p.message}`) }
-  return {
-    ok: true,
-    document: {
-      segments: outcome.data.segments ?? [],
-      campaigns: outcome.data.campaigns ?? [],
-      deliveryEvents: outcome.data.delivery_events ?? [],
-    },
+  const document: ConfigDocument = {
+    segments: outcome.data.segments ?? [],
+    campaigns: outcome.data.campaigns ?? [],
+    deliveryEvents: outcome.data.delivery_events ?? [],
   }
+  if (outcome.data.schedules) document.schedules = outcome.data.schedules
+  return { ok: true, document }
 }

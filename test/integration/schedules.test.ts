@@ -1,0 +1,178 @@
+/**
+ * Schedules (docs/configuration.md, "schedules"): the configuration's
+ * schedules become BullMQ job schedulers on the maintenance queue, kept equal
+ * to the saved document by the workers: saved twice, each starts once; a
+ * changed one is replaced; a removed one stops; workers starting together
+ * leave one scheduler each; a run is recorded in job_runs (trigger schedule).
+ * Real Postgres and Redis, a database and queue prefix of this file's own.
+ */
+import { CronExpressionParser } from 'cron-parser'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loadConfig } from '../../src/config.ts'
+import { validateConfigDocument } from '../../src/core/config-document/index.ts'
+import { applyConfig } from '../../src/db/config.ts'
+import { createLogger } from '../../src/logger.ts'
+import { listSchedules } from '../../src/cli/schedules.ts'
+import { createMaintenanceQueue, type MaintenanceJobData } from '../../src/jobs/queues.ts'
+import { createRedis } from '../../src/jobs/redis.ts'
+import { configuredSchedulers, scheduleKeys } from '../../src/jobs/schedules.ts'
+import { startWorkers, type RunningWorkers } from '../../src/jobs/workers.ts'
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
+import { testEnv } from '../helpers/goalpost.ts'
+import { REDIS_URL } from '../helpers/env.ts'
+import { deleteQueuePrefix, testQueuePrefix } from '../helpers/redis.ts'
+import { waitFor } from '../helpers/wait.ts'
+import type { Queue } from 'bullmq'
+import type { Redis } from 'ioredis'
+
+let database: TestDatabase
+const redis: Redis = createRedis(REDIS_URL, 'worker')
+const prefixes: string[] = []
+const running: RunningWorkers[] = []
+const log = createLogger('silent')
+
+const campaign = { key: 'cart', trigger: { event: 'Cart Abandoned' }, goal: { event: 'Order Completed', within: '7d' }, journey_ttl: '30d' }
+// Far-off cron runs: the schedulers can be inspected without anything running.
+const yearly = { name: 'yearly', pattern: '0 0 1 1 *', tz: 'America/New_York', recompute: { campaign: 'cart' } }
+const monthly = { name: 'monthly', pattern: '0 4 1 * *', retention: { older_than: '400d' } }
+
+async function save(doc: object): Promise<number> {
+  const v = validateConfigDocument(doc)
+  if (!v.ok) throw new Error(v.errors.join('\n'))
+  return (await applyConfig(database.db, v.document, { now: new Date(), source: 'test', raw: doc })).revision
+}
+
+function workersOn(prefix: string) {
+  const config = loadConfig(testEnv(database, prefix))
+  return async () => {
+    const w = await startWorkers(config, database.db, log)
+    running.push(w)
+    return w
+  }
+}
+
+function queueOn(prefix: string): Queue<MaintenanceJobData> {
+  return createMaintenanceQueue(redis, prefix)
+}
+
+/** Every pending run of a schedule's scheduler (BullMQ names them repeat:<scheduler id>:<time>). */
+async function pendingRuns(queue: Queue<MaintenanceJobData>, name: string) {
+  const jobs = await queue.getJobs(['delayed', 'waiting', 'prioritized'])
+  return jobs.filter((j) => j?.id?.startsWith(`repeat:schedule:${name}:`))
+}
+
+async function reconciled(prefix: string, revision: number) {
+  await waitFor(async () => Number(await redis.get(scheduleKeys(prefix).revision)) >= revision, {
+    what: `the workers reconciling revision ${revision}`,
+    timeoutMs: 30_000,
+    intervalMs: 100,
+  })
+}
+
+const summary = async (queue: Queue<MaintenanceJobData>) =>
+  (await configuredSchedulers(queue))
+    .map((s) => ({ key: s.key, pattern: s.pattern ?? null, tz: s.tz ?? null, every: s.every ? Number(s.every) : null }))
+    .sort((a, b) => (a.key < b.key ? -1 : 1))
+
+beforeAll(async () => {
+  database = await createTestDatabase()
+})
+afterAll(async () => {
+  for (const w of running) await w.close()
+  for (const p of prefixes) await deleteQueuePrefix(p)
+  redis.disconnect()
+  await database?.drop()
+})
+
+describe('schedules become BullMQ job schedulers', () => {
+  it('a document with schedules saved twice starts each job once; a worker starting later changes nothing', async () => {
+    const prefix = testQueuePrefix()
+    prefixes.push(prefix)
+    const queue = queueOn(prefix)
+    const first = await save({ campaigns: [campaign], schedules: [yearly, monthly] })
+    const start = workersOn(prefix)
+    await start()
+    await reconciled(prefix, first)
+    expect(await save({ campaigns: [campaign], schedules: [yearly, monthly] })).toBe(first) // the same document: no new revision
+    const second = await save({ campaigns: [{ ...campaign, name: 'Cart recovery' }], schedules: [yearly, monthly] })
+    expect(second).toBeGreaterThan(first)
+    await reconciled(prefix, second)
+    await start() // a second worker process: it reconciles at start too
+    expect(await summary(queue)).toEqual([
+      { key: 'schedule:monthly', pattern: '0 4 1 * *', tz: 'UTC', every: null },
+      { key: 'schedule:yearly', pattern: '0 0 1 1 *', tz: 'America/New_York', every: null },
+    ])
+    const yearlyRuns = await pendingRuns(queue, 'yearly')
+    expect(yearlyRuns).toHaveLength(1)
+    expect(await pendingRuns(queue, 'monthly')).toHaveLength(1)
+    expect(yearlyRuns[0].data).toEqual({ kind: 'recompute', campaign: 'cart', dryRun: false, schedule: 'yearly' })
+    // The next run is midnight on 1 January in New York, as cron-parser (BullMQ's) computes it.
+    const expected = CronExpressionParser.parse('0 0 1 1 *', { tz: 'America/New_York', currentDate: new Date() }).next().getTime()
+    expect(yearlyRuns[0].timestamp + (yearlyRuns[0].opts.delay ?? 0)).toBe(expected)
+
+    // `goalpost schedules` lists them with their next run.
+    const listing = await listSchedules(loadConfig(testEnv(database, prefix)))
+    expect(listing.reconciled_revision).toBe(second)
+    expect(listing.stale).toEqual([])
+    expect(listing.schedules.map((s) => [s.name, s.description, s.next_run_at])).toEqual([
+      ['monthly', '0 4 1 * * UTC: retention older_than 400d', new Date(CronExpressionParser.parse('0 4 1 * *', { tz: 'UTC', currentDate: new Date() }).next().getTime()).toISOString()],
+      ['yearly', '0 0 1 1 * America/New_York: recompute campaign cart', new Date(expected).toISOString()],
+    ])
+  }, 60_000)
+
+  it('a changed schedule is replaced (its pending run too); a removed schedule stops', async () => {
+    const prefix = testQueuePrefix()
+    prefixes.push(prefix)
+    const queue = queueOn(prefix)
+    await workersOn(prefix)()
+    const changed = await save({ campaigns: [campaign], schedules: [{ ...yearly, pattern: '0 0 1 7 *', tz: 'UTC' }, monthly] })
+    await reconciled(prefix, changed)
+    const runs = await pendingRuns(queue, 'yearly')
+    expect(runs).toHaveLength(1)
+    const july = CronExpressionParser.parse('0 0 1 7 *', { tz: 'UTC', currentDate: new Date() }).next().getTime()
+    expect(runs[0].timestamp + (runs[0].opts.delay ?? 0)).toBe(july)
+    expect((await summary(queue)).find((s) => s.key === 'schedule:yearly')).toEqual({ key: 'schedule:yearly', pattern: '0 0 1 7 *', tz: 'UTC', every: null })
+
+    const removed = await save({ campaigns: [campaign], schedules: [monthly] })
+    await reconciled(prefix, removed)
+    expect((await summary(queue)).map((s) => s.key)).toEqual(['schedule:monthly'])
+    expect(await pendingRuns(queue, 'yearly')).toEqual([])
+    const none = await save({ campaigns: [campaign] })
+    await reconciled(prefix, none)
+    expect(await summary(queue)).toEqual([])
+    expect(await pendingRuns(queue, 'monthly')).toEqual([])
+    // The wake-up is not a configured schedule: it stays.
+    expect(await queue.getJobScheduler('wake')).toBeDefined()
+  }, 60_000)
+
+  it('two workers starting at once leave one scheduler, and one pending run, per schedule', async () => {
+    const prefix = testQueuePrefix()
+    prefixes.push(prefix)
+    const queue = queueOn(prefix)
+    const revision = await save({ campaigns: [campaign], schedules: [yearly, monthly, { name: 'daily', every: '1d', recompute: {} }] })
+    const start = workersOn(prefix)
+    await Promise.all([start(), start(), start()])
+    await reconciled(prefix, revision)
+    expect((await summary(queue)).map((s) => s.key).sort()).toEqual(['schedule:daily', 'schedule:monthly', 'schedule:yearly'])
+    for (const name of ['daily', 'monthly', 'yearly']) expect(await pendingRuns(queue, name)).toHaveLength(1)
+  }, 60_000)
+
+  it('a schedule with a short interval runs, and each run is recorded in job_runs with trigger schedule', async () => {
+    const prefix = testQueuePrefix()
+    prefixes.push(prefix)
+    const queue = queueOn(prefix)
+    await workersOn(prefix)()
+    const revision = await save({ campaigns: [campaign], schedules: [{ name: 'quick', every: '1s', recompute: { campaign: 'cart', dry_run: true } }] })
+    await reconciled(prefix, revision)
+    const run = await waitFor(
+      async () => database.db('job_runs').where({ trigger: 'schedule', schedule: 'quick' }).whereNotNull('finished_at').first(),
+      { what: 'a scheduled run recorded', timeoutMs: 30_000, intervalMs: 200 },
+    )
+    expect(run).toMatchObject({ kind: 'recompute', scope: 'campaign:cart', dry_run: true, trigger: 'schedule', schedule: 'quick', error: null, journeys_added: 0 })
+    expect(run.job_id).toMatch(/^repeat:schedule:quick:/)
+    const stopped = await save({ campaigns: [campaign] })
+    await reconciled(prefix, stopped)
+    expect(await summary(queue)).toEqual([])
+    expect(await pendingRuns(queue, 'quick')).toEqual([])
+  }, 60_000)
+})
