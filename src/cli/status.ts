@@ -9,6 +9,8 @@ import { redactUrl } from './user-errors.ts'
 
 /** How long each dependency gets to answer: status must say "unreachable", never hang. */
 const TIMEOUT_MS = 3_000
+/** The counts of a large person_evaluations may take a few seconds once connected. */
+const QUERY_TIMEOUT_MS = 15_000
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString())
 const ageSeconds = (at: number | null, now: number) => (at === null ? null : Math.max(0, Math.round((now - at) / 1000)))
@@ -40,6 +42,9 @@ export interface Status {
   config: { revision: number; applied_at: string | null; source: string | null } | null
 }
 
+/** Postgres answered, but a query failed (not migrated, too slow): reachable, not healthy. */
+class QueryFailed extends Error {}
+
 async function postgresPart(config: Pick<Config, 'databaseUrl'>, now: number) {
   const db = await openDb(config.databaseUrl, 'status', TIMEOUT_MS)
   try {
@@ -49,11 +54,13 @@ async function postgresPart(config: Pick<Config, 'databaseUrl'>, now: number) {
         const backlog = await evaluationBacklog(db, now, revision?.revision ?? 0)
         return { revision, backlog }
       })(),
-      TIMEOUT_MS,
-      `no answer within ${TIMEOUT_MS} ms`,
+      QUERY_TIMEOUT_MS,
+      `the status queries took longer than ${QUERY_TIMEOUT_MS} ms`,
     )
+  } catch (err) {
+    throw new QueryFailed(firstLine(migrationHint(err, config.databaseUrl)), { cause: err })
   } finally {
-    // A connection still being attempted must not hold the command up.
+    // A query still running must not hold the command up.
     await settlesWithin(db.destroy(), 1_000)
   }
 }
@@ -84,8 +91,8 @@ export async function readStatus(config: Pick<Config, 'databaseUrl' | 'redisUrl'
   const [pg, rd] = await Promise.allSettled([postgresPart(config, now), redisPart(config)])
   const reach = (url: string, r: PromiseSettledResult<unknown>): Reach => ({
     url: redactUrl(url),
-    reachable: r.status === 'fulfilled',
-    error: r.status === 'rejected' ? reason(r.reason, config.databaseUrl) : null,
+    reachable: r.status === 'fulfilled' || r.reason instanceof QueryFailed,
+    error: r.status === 'rejected' ? reason(r.reason) : null,
   })
   const status: Status = {
     ok: pg.status === 'fulfilled' && rd.status === 'fulfilled',
@@ -127,16 +134,17 @@ export async function readStatus(config: Pick<Config, 'databaseUrl' | 'redisUrl'
   return status
 }
 
-function reason(err: unknown, databaseUrl: string): string {
+function reason(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) return firstLine(err.errors[0])
   // openDb's own messages name the URL, which the status line shows already.
-  return firstLine(migrationHint(err, databaseUrl)).replace(/^cannot reach Postgres at \S+: /, '').replace(/\. Check DATABASE_URL.*$/, '')
+  return firstLine(err).replace(/^cannot reach Postgres at \S+: /, '').replace(/\. Check DATABASE_URL.*$/, '')
 }
 
 const n = (count: number, capped: boolean) => `${count}${capped ? '+' : ''}`
 
 export function describeStatus(s: Status): string {
-  const reach = (name: string, r: Reach) => `  ${name.padEnd(12)}${r.reachable ? 'reachable' : 'UNREACHABLE'}  ${r.url}${r.error ? `: ${r.error}` : ''}`
+  const reach = (name: string, r: Reach) =>
+    `  ${name.padEnd(12)}${r.reachable ? (r.error ? 'FAILING' : 'reachable') : 'UNREACHABLE'}  ${r.url}${r.error ? `: ${r.error}` : ''}`
   const lines = [`goalpost status at ${s.checked_at} (queue prefix ${s.queue_prefix})`, reach('postgres', s.postgres), reach('redis', s.redis)]
   if (s.queues) {
     const q = (name: string, d: QueueDepth, extra = '') =>
@@ -158,11 +166,11 @@ export function describeStatus(s: Status): string {
   return lines.join('\n')
 }
 
-/** `goalpost status [--json]`: exit 0, or 1 when Postgres or Redis is unreachable (the reason on stderr). */
+/** `goalpost status [--json]`: exit 0, or 1 when Postgres or Redis is unreachable or failing (the reason on stderr). */
 export async function statusCommand(config: Config, opts: { json?: boolean } = {}): Promise<number> {
   const status = await readStatus(config)
   console.log(opts.json ? JSON.stringify(status, null, 2) : describeStatus(status))
   for (const [name, r] of [['Postgres', status.postgres], ['Redis', status.redis]] as const)
-    if (!r.reachable) console.error(`goalpost status: ${name} unreachable at ${r.url}: ${r.error}`)
+    if (r.error) console.error(`goalpost status: ${name} ${r.reachable ? 'failing' : 'unreachable'} at ${r.url}: ${r.error}`)
   return status.ok ? 0 : 1
 }

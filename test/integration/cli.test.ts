@@ -323,4 +323,20 @@ describe('goalpost status', () => {
     expect(noPostgres.stdout).toMatch(/^ {2}postgres {4}UNREACHABLE/m)
     expect(noPostgres.stdout).toMatch(/^ {2}redis {7}reachable/m)
   })
+
+  it('with a database that is not migrated: Postgres reachable but failing, saying to run goalpost migrate; exit 1', { timeout: 60_000 }, async () => {
+    const empty = `goalpost_t_${uniqueSuffix()}_empty`
+    const admin = new pg.Client({ connectionString: `${PG_SERVER_URL}/postgres` })
+    await admin.connect()
+    try {
+      await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(empty)}`)
+      const r = await goalpostCli(['status', '--json'], { ...env, DATABASE_URL: databaseUrl(empty) }, 30_000)
+      expect(r.code).toBe(1)
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, postgres: { reachable: true, error: expect.stringMatching(/not migrated.*run "goalpost migrate"/) }, evaluation: null })
+      expect(r.stderr).toMatch(/^goalpost status: Postgres failing at [^\n]*not migrated[^\n]*\n$/)
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(empty)} WITH (FORCE)`)
+      await admin.end()
+    }
+  })
 })
