@@ -28,6 +28,10 @@ export interface Config {
   jobLockMs: number
   /** Per-write-key limit on the tracking API (GOALPOST_RATE_LIMIT), or none. */
   rateLimit: RateLimit | null
+  /** Segment write key conversions are forwarded with (docs/outbound.md); none: no forwarding. */
+  forwardWriteKey?: string
+  /** Segment-compatible collector the forwarded calls go to (default Segment's own API). */
+  forwardHost?: string
 }
 
 export const DEV_DEFAULTS = {
@@ -79,6 +83,8 @@ const schema = z.object({
   // 10 s: a killed worker's jobs wait at most ~15 s; a process whose event loop
   // is blocked for over 5 s may lose a lock, and the job then runs twice (harmless).
   GOALPOST_JOB_LOCK_MS: integer(1_000, 600_000).default(10_000),
+  GOALPOST_FORWARD_WRITE_KEY: nonEmpty.optional(),
+  GOALPOST_FORWARD_HOST: url(['http:', 'https:']).optional(),
   GOALPOST_RATE_LIMIT: z
     .string()
     .optional()
@@ -136,5 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ingestGroupMessages: valid.GOALPOST_INGEST_GROUP_MESSAGES,
     jobLockMs: valid.GOALPOST_JOB_LOCK_MS,
     rateLimit: valid.GOALPOST_RATE_LIMIT ?? null,
+    ...(valid.GOALPOST_FORWARD_WRITE_KEY ? { forwardWriteKey: valid.GOALPOST_FORWARD_WRITE_KEY } : {}),
+    ...(valid.GOALPOST_FORWARD_HOST ? { forwardHost: valid.GOALPOST_FORWARD_HOST } : {}),
   }
 }

@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import { canonicalJson, type CampaignDocument, type ConfigDocument, type ScheduleDef, type ScheduleJob, type ScheduleTiming } from '../core/config-document/index.ts'
 import { formatDuration } from '../core/duration.ts'
 import type { CampaignDef, DeliveryEventDef, EngineConfig, Goal, GoalVersion, SegmentDef } from '../core/model.ts'
+import { planWebhooks } from './webhooks.ts'
 
 /**
  * The configuration in Postgres: `applyConfig` saves a validated document
@@ -272,6 +273,11 @@ async function applyIn(trx: Knex.Transaction, doc: ConfigDocument, { now, source
       if (wantedEvents.size > 0)
         await trx('config_delivery_events').insert([...wantedEvents.values()].map((d) => ({ ...d, revision })))
     })
+
+  // Webhooks (docs/outbound.md): the document's list replaces the previous one, like campaigns.
+  const webhooks = await planWebhooks(trx, doc.webhooks ?? [], stamp)
+  changes.push(...webhooks.changes)
+  writes.push(...webhooks.writes)
 
   // Schedules: the document's list replaces the previous one (the workers make BullMQ's schedulers follow).
   const schedules = await trx<{ name: string; definition: ScheduleDefinition }>('schedules').select('name', 'definition')

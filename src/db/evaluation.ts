@@ -1,6 +1,8 @@
 import type { Knex } from 'knex'
 import type { ConversionRecord, DeliveryRecord, JourneyRecord, MembershipRecord, PersonEvaluation } from '../core/evaluate-person.ts'
 import { unnestRows } from './unnest.ts'
+import type { OutboundRouting } from '../outbox/routing.ts'
+import { incrementalCandidates, recordOutbound, replayCandidates, type TableDiff } from '../outbox/record.ts'
 
 /**
  * Reads people's logs for the rules and writes back what the rules derive,
@@ -45,15 +47,17 @@ async function syncRows(
   spec: TableSpec,
   existing: readonly Row[],
   desired: readonly Row[],
-): Promise<RowChanges> {
+): Promise<{ changes: RowChanges; diff: TableDiff }> {
   const keyOf = (r: Row) => spec.key.map((k) => (r[k] instanceof Date ? (r[k] as Date).toISOString() : String(r[k]))).join('\u0000')
   const before = new Map(existing.map((r) => [keyOf(r), r]))
-  let added = 0
+  const diff: TableDiff = { added: [], changed: [], removed: [] }
   const changed = desired.filter((r) => {
     const old = before.get(keyOf(r))
-    if (!old) added++
+    if (!old) diff.added.push(r)
+    else if (!sameRow(old, r, spec.columns)) diff.changed.push([old, r])
     return !old || !sameRow(old, r, spec.columns)
   })
+  const added = diff.added.length
   const wanted = new Set(desired.map(keyOf))
   const gone = existing.filter((r) => !wanted.has(keyOf(r)))
   if (gone.length > 0) {
@@ -62,13 +66,15 @@ async function syncRows(
     // this one read it; then it is theirs and stays.
     const columns = [...new Set([...spec.key, 'person_id'])]
     const [from, bindings] = unnestRows('g', columns, spec.types, gone)
-    await trx.raw(
-      `DELETE FROM ${spec.table} t USING ${from} WHERE ${columns.map((k) => `t.${k} = g.${k}`).join(' AND ')}`,
+    // RETURNING: what was deleted here is what this evaluation takes back (outbox).
+    const { rows } = await trx.raw<{ rows: Row[] }>(
+      `DELETE FROM ${spec.table} t USING ${from} WHERE ${columns.map((k) => `t.${k} = g.${k}`).join(' AND ')} RETURNING t.*`,
       bindings,
     )
+    diff.removed = rows
   }
   await upsertRows(trx, spec, changed)
-  return { added, changed: changed.length - added, removed: gone.length }
+  return { changes: { added, changed: changed.length - added, removed: gone.length }, diff }
 }
 
 const JOURNEYS = {
@@ -195,6 +201,7 @@ export async function writeEvaluations(
   trx: Knex.Transaction,
   results: ReadonlyMap<string, PersonEvaluation>,
   scope: WriteScope,
+  outbound: OutboundRouting | null = null,
 ): Promise<WriteSummary> {
   const people = [...results.keys()]
   const inScope = new Set(scope.campaignKeys)
@@ -213,9 +220,13 @@ export async function writeEvaluations(
     .select('delivery_id', 'campaign_key', 'journey_id', 'after_exit', 'converted_at')
     .whereRaw(...any('person_id', people))
   const summary = emptySummary()
-  summary.journeys = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow, (j) => inScope.has(j.campaignKey)))
-  summary.conversions = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow, (c) => inScope.has(c.campaignKey)))
-  summary.memberships = await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow, (m) => segmentsInScope.has(m.segmentKey)))
+  const journeySync = await syncRows(trx, JOURNEYS, journeys, flat((r) => r.journeys, journeyRow, (j) => inScope.has(j.campaignKey)))
+  const conversionSync = await syncRows(trx, CONVERSIONS, conversions, flat((r) => r.conversions, conversionRow, (c) => inScope.has(c.campaignKey)))
+  summary.journeys = journeySync.changes
+  summary.conversions = conversionSync.changes
+  summary.memberships = (await syncRows(trx, MEMBERSHIPS, memberships, flat((r) => r.memberships, membershipRow, (m) => segmentsInScope.has(m.segmentKey)))).changes
+  // Outbound changes (docs/outbound.md), from exactly what was written: a replay that changes nothing sends nothing.
+  if (outbound) await recordOutbound(trx, outbound, replayCandidates(outbound, conversionSync.diff, journeySync.diff))
 
   // Delivery attribution: the rules' view for deliveries of the campaigns in
   // scope; a delivery they no longer place is cleared.
@@ -248,7 +259,11 @@ export async function writeEvaluations(
  * after the watermark never takes back what came before it; the inputs that
  * would make the engine replay instead, R3, R5, R25).
  */
-export async function writeIncremental(trx: Knex.Transaction, results: ReadonlyMap<string, PersonEvaluation>): Promise<WriteSummary> {
+export async function writeIncremental(
+  trx: Knex.Transaction,
+  results: ReadonlyMap<string, PersonEvaluation>,
+  outbound: OutboundRouting | null = null,
+): Promise<WriteSummary> {
   const summary = emptySummary()
   const journeys: Row[] = []
   const conversions: Row[] = []
@@ -268,6 +283,10 @@ export async function writeIncremental(trx: Knex.Transaction, results: ReadonlyM
     count(summary.memberships, r.memberships.length, r.created.memberships)
     count(summary.deliveries, r.deliveries.length, r.created.deliveries)
   }
+  // Outbound changes (docs/outbound.md): before the journeys are written, so
+  // the INSERT can tell a journey entered or exited now from one stored already.
+  if (outbound && (conversions.length > 0 || journeys.length > 0))
+    await recordOutbound(trx, outbound, incrementalCandidates(outbound, conversions, journeys))
   await upsertRows(trx, JOURNEYS, journeys)
   await upsertRows(trx, CONVERSIONS, conversions)
   await upsertRows(trx, MEMBERSHIPS, memberships)

@@ -2,6 +2,7 @@ import type { Source } from '../db/events.ts'
 import { InputError } from '../errors.ts'
 import type { IngestProducer } from '../jobs/queues.ts'
 import { normaliseMessage, type IngestMessage, type MessageProblem, type MessageType } from '../segment/normalise.ts'
+import { isForwardedCall } from '../outbox/forwarded.ts'
 
 export interface RejectedMessage {
   index: number
@@ -49,9 +50,12 @@ export function sortMessages(inputs: readonly unknown[], opts: AcceptOptions) {
   const rejected: RejectedMessage[] = []
   const seen = new Set<string>()
   let bytes = 0
+  let ignored = 0
   inputs.forEach((input, index) => {
     const result = normaliseMessage(withBatchContext(input, opts.batchContext), opts)
     if (result.ok) {
+      // goalpost's own forwarded conversions, back through the same source: accepted, never stored (no loops).
+      if (isForwardedCall(result.message)) return void ignored++
       if (seen.has(result.message.messageId)) return
       seen.add(result.message.messageId)
       accepted.push(result.message)
@@ -61,7 +65,7 @@ export function sortMessages(inputs: readonly unknown[], opts: AcceptOptions) {
       rejected.push({ index, messageId: typeof id === 'string' || typeof id === 'number' ? String(id) : null, error: result.error })
     }
   })
-  return { accepted, rejected, bytes }
+  return { accepted, rejected, bytes, ignored }
 }
 
 /**
@@ -75,8 +79,9 @@ export async function acceptMessages(
   opts: AcceptOptions,
 ): Promise<{ success: true; rejected?: RejectedMessage[] }> {
   if (inputs.length === 0) throw new InputError(400, 'empty_batch', 'batch holds no messages')
-  const { accepted, rejected, bytes } = sortMessages(inputs, opts)
+  const { accepted, rejected, bytes, ignored } = sortMessages(inputs, opts)
   opts.observe?.(opts.source, 0, rejected)
+  if (accepted.length === 0 && ignored > 0) return rejected.length > 0 ? { success: true, rejected } : { success: true }
   if (accepted.length === 0) {
     const [first] = rejected
     const message =

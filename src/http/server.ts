@@ -19,9 +19,11 @@ import type { AcceptObserver } from './accept.ts'
 import { registerReceivedAt } from './received-at.ts'
 import { registerTrackingRoutes } from './tracking-routes.ts'
 import { registerWebhookRoute } from './webhook-route.ts'
+import { adminOutboxRoutes } from './admin-outbox-routes.ts'
+import { registerOutboxMetrics } from '../outbox/metrics.ts'
 
 export interface HttpDeps {
-  config: Pick<Config, 'writeKeys' | 'webhookSecret' | 'adminToken'> & Partial<Pick<Config, 'rateLimit' | 'queuePrefix'>>
+  config: Pick<Config, 'writeKeys' | 'webhookSecret' | 'adminToken'> & Partial<Pick<Config, 'rateLimit' | 'queuePrefix' | 'forwardWriteKey'>>
   queue: Queue<IngestJobData>
   db: Knex
   redis: Redis
@@ -64,7 +66,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
   })
-  const configs = deps.configs ?? new ConfigCache(deps.db)
+  const configs = deps.configs ?? new ConfigCache(deps.db, undefined, { forward: Boolean(deps.config.forwardWriteKey) })
   const health = deps.health ?? new DependencyHealth(deps.log)
   registerReceivedAt(app)
   registerJsonBody(app)
@@ -95,6 +97,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     for (const r of rejected) metrics.rejected.inc({ source, code: r.error.code })
   }
   registerHealthRoutes(app, deps.db, deps.redis)
+  registerOutboxMetrics(metrics.registry, deps.db)
   registerMetricsRoute(app, metrics)
   // Requests accepted at the same time share one job (group commit).
   const producer = new IngestProducer(deps.queue)
@@ -112,5 +115,6 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     // Eligibility answers from the saved configuration at once, not up to a second later.
     onConfigSaved: () => configs.invalidate(),
   })
+  await app.register(adminOutboxRoutes, { db: deps.db, adminToken: deps.config.adminToken })
   return app
 }

@@ -1,6 +1,19 @@
 import type { Knex } from 'knex'
 import { loadEngineConfig } from '../db/config.ts'
 import { evaluationContext, type EvaluationContext } from './evaluate.ts'
+import { loadWebhooks } from '../db/webhooks.ts'
+import { outboundRouting } from '../outbox/routing.ts'
+
+export interface OutboundOptions {
+  /**
+   * Record conversions for Segment (GOALPOST_FORWARD_WRITE_KEY is set). When
+   * not given, read from the environment, so a CLI recompute records what a
+   * worker's would.
+   */
+  forward?: boolean
+  /** Told after a commit that wrote outbox rows. */
+  onOutboxWrite?: () => void
+}
 
 /**
  * The configuration in force, shared by a process's jobs. It asks Postgres
@@ -17,6 +30,7 @@ export class ConfigCache {
   constructor(
     private readonly db: Knex,
     private readonly checkEveryMs = 1_000,
+    private readonly outbound: OutboundOptions = {},
   ) {}
 
   async get(): Promise<EvaluationContext> {
@@ -42,7 +56,9 @@ export class ConfigCache {
     const revision = Number(row?.revision ?? 0)
     if (!this.current || this.current.revision !== revision) {
       const loaded = await loadEngineConfig(this.db)
-      this.current = evaluationContext(loaded.revision, loaded.config)
+      const forward = this.outbound.forward ?? Boolean(process.env.GOALPOST_FORWARD_WRITE_KEY?.trim())
+      const routing = outboundRouting(forward, await loadWebhooks(this.db), this.outbound.onOutboxWrite)
+      this.current = evaluationContext(loaded.revision, loaded.config, routing)
       for (const listener of this.listeners) listener(loaded.revision)
     }
     this.checkedAt = Date.now()

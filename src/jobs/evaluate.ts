@@ -7,6 +7,7 @@ import { addSummary, emptySummary, writeEvaluations, writeIncremental, type Writ
 import { loadEventsAfter, loadPersonEvents, relevantEventNames } from '../db/person-logs.ts'
 import { loadStates, saveEvaluations } from '../db/person-states.ts'
 import { deliveryEventTable, type DeliveryEventKind } from '../segment/delivery-events.ts'
+import type { OutboundRouting } from '../outbox/routing.ts'
 
 /** The configuration in force, with what evaluation derives from it once. */
 export interface EvaluationContext {
@@ -14,11 +15,13 @@ export interface EvaluationContext {
   config: EngineConfig
   deliveryTable: ReadonlyMap<string, DeliveryEventKind>
   relevantNames: string[]
+  /** Where changes to conversions and journeys are sent (docs/outbound.md); null: nowhere, nothing recorded. */
+  outbound?: OutboundRouting | null
 }
 
-export function evaluationContext(revision: number, config: EngineConfig): EvaluationContext {
+export function evaluationContext(revision: number, config: EngineConfig, outbound: OutboundRouting | null = null): EvaluationContext {
   const deliveryTable = deliveryEventTable(config.deliveryEvents)
-  return { revision, config, deliveryTable, relevantNames: relevantEventNames(config, deliveryTable) }
+  return { revision, config, deliveryTable, relevantNames: relevantEventNames(config, deliveryTable), outbound }
 }
 
 /** How many people each kind of evaluation handled (replays by reason). */
@@ -136,11 +139,11 @@ export async function evaluateLocked(
       await writeEvaluations(trx, slice, {
         campaignKeys: scope.campaignKeys ?? ctx.config.campaigns.map((c) => c.key),
         segmentKeys: scope.segmentKeys ?? ctx.config.segments.map((s) => s.key),
-      }),
+      }, ctx.outbound ?? null),
     )
     for (const [id, r] of slice) replayed.set(id, r)
   }
-  if (incremental.size > 0) addSummary(summary, await writeIncremental(trx, incremental))
+  if (incremental.size > 0) addSummary(summary, await writeIncremental(trx, incremental, ctx.outbound ?? null))
   const results = new Map([...incremental, ...replayed])
   const revisionInForce = await saveEvaluations(
     trx,

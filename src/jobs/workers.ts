@@ -20,6 +20,7 @@ import { ScheduleSync } from './schedules.ts'
 import { wakeDuePeople } from './wake.ts'
 import { analyzeNewTables } from '../db/statistics.ts'
 import { settlesWithin } from '../timeout.ts'
+import { OutboxRunner } from '../outbox/worker.ts'
 
 /** BullMQ concurrency of the ingest worker: enough held jobs for every slot's next group. */
 export const ingestJobsHeld = (transactions: number) => Math.min(256, transactions * 16)
@@ -53,14 +54,17 @@ export interface RunningWorkers {
  * Any number of processes may run these; BullMQ hands each job to one.
  */
 export async function startWorkers(
-  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'ingestGroupMessages' | 'jobLockMs'>,
+  config: Pick<Config, 'redisUrl' | 'queuePrefix' | 'ingestConcurrency' | 'ingestGroupMessages' | 'jobLockMs'> &
+    Partial<Pick<Config, 'forwardWriteKey' | 'forwardHost'>>,
   db: Knex,
   log: Logger,
   health: DependencyHealth = new DependencyHealth(log),
 ): Promise<RunningWorkers> {
   const connection = createRedis(config.redisUrl, 'worker', config.queuePrefix)
   health.watchRedis(connection)
-  const configs = new ConfigCache(db)
+  // Outbound changes (docs/outbound.md): the drain is woken after each commit that wrote outbox rows.
+  const outbox = new OutboxRunner(config, db, log, connection)
+  const configs = new ConfigCache(db, undefined, outbox.cacheOptions())
   const ingest = new Worker<IngestJobData, IngestResult>(
     QUEUE_NAMES.ingest,
     createIngestProcessor({
@@ -132,6 +136,7 @@ export async function startWorkers(
   })
   warnOnStalled(ingest, 'ingest', log)
   warnOnStalled(maintenance, 'maintenance', log)
+  await outbox.start(configs, connection, health)
   return {
     ingest,
     maintenance,
@@ -145,7 +150,7 @@ export async function startWorkers(
      * again once its lock expires, which changes nothing already stored.
      */
     async close() {
-      if (!(await settlesWithin(Promise.all([ingest.close(), maintenance.close()]), config.jobLockMs))) {
+      if (!(await settlesWithin(Promise.all([ingest.close(), maintenance.close(), outbox.close()]), config.jobLockMs))) {
         log.warn({ waitedMs: config.jobLockMs }, 'workers did not stop in time (Redis reconnecting?); closing them by force')
         if (!(await settlesWithin(Promise.all([ingest.close(true), maintenance.close(true)]), 5_000)))
           log.warn('workers still not closed; leaving them: their jobs run again when their locks expire')

@@ -5,6 +5,7 @@
  */
 import { DAY_MS } from '../duration.ts'
 import type { CampaignDef, DeliveryEventDef, Goal, SegmentDef } from '../model.ts'
+import type { WebhookDef } from './webhooks.ts'
 
 /** A campaign as the document states it: its one goal, not the version history (R13). */
 export interface CampaignDocument extends Omit<CampaignDef, 'goals'> {
@@ -28,6 +29,8 @@ export interface ConfigDocument {
   deliveryEvents: DeliveryEventDef[]
   /** Absent when the document has no `schedules` section (the same as none). */
   schedules?: ScheduleDef[]
+  /** Absent when the document has no `webhooks` section (the same as none); webhooks.ts. */
+  webhooks?: WebhookDef[]
 }
 
 export type ValidationResult = { ok: true; document: ConfigDocument } | { ok: false; errors: string[] }

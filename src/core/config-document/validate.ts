@@ -14,6 +14,7 @@ import type { ConfigDocument, ValidationResult } from './document.ts'
 import { scope } from './references.ts'
 import { scheduleSchema, shortRetentions, unknownScheduleCampaigns } from './schedules.ts'
 import { segmentCycles, segmentSchema } from './segments.ts'
+import { duplicateWebhookNames, webhookSchema } from './webhooks.ts'
 import { isStorableText, UNSTORABLE_TEXT } from '../storable.ts'
 import {
   FAILED,
@@ -43,6 +44,7 @@ const DOCUMENT = strict({
     .nullish(),
   delivery_events: z.array(deliveryEventSchema).nullish(),
   schedules: z.array(scheduleSchema()).nullish(),
+  webhooks: z.array(webhookSchema).nullish(),
 })
 
 /** Each key once in its list: a second entry with it is a problem at its `key` (a schedule's `name`). */
@@ -84,7 +86,7 @@ function documentWideProblems(input: unknown): Problem[] {
   return problems
 }
 
-const TOP_ORDER = ['segments', 'campaigns', 'delivery_events', 'schedules']
+const TOP_ORDER = ['segments', 'campaigns', 'delivery_events', 'schedules', 'webhooks']
 
 function order(a: Problem, b: Problem): number {
   const rank = (p: Problem) => (p.path.length === 0 ? -1 : TOP_ORDER.indexOf(String(p.path[0])))
@@ -120,6 +122,7 @@ export function validateConfigDocument(input: unknown): ValidationResult {
     ...segmentCycles(input),
     ...duplicateEvents(input),
     ...duplicateKeys(input, 'schedules', 'name'),
+    ...duplicateWebhookNames(input),
     ...unknownScheduleCampaigns(input, new Set(rawList(input, 'campaigns').map(rawKeyOf).filter((k): k is string => k !== null))),
   ]
   // Retention ages against the windows they must outlive: only once those are known.
@@ -132,5 +135,6 @@ export function validateConfigDocument(input: unknown): ValidationResult {
     deliveryEvents: outcome.data.delivery_events ?? [],
   }
   if (outcome.data.schedules) document.schedules = outcome.data.schedules
+  if (outcome.data.webhooks) document.webhooks = outcome.data.webhooks
   return { ok: true, document }
 }
