@@ -31,6 +31,10 @@ const loadConfig = async () => (await import('../config.ts')).loadConfig()
 /** What an action reports; -1 keeps the process running (the long-running commands). */
 let exitCode = 0
 const KEEP_RUNNING = -1
+/** The command whose action runs, for messages ("goalpost rejected list: …") and its usage. */
+let running: Command | undefined
+
+const pathOf = (cmd: Command): string => (cmd.parent?.parent ? `${pathOf(cmd.parent)} ${cmd.name()}` : cmd.name())
 
 const positiveInteger = (value: string) => {
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError('must be a whole number of at least 1')
@@ -57,6 +61,9 @@ function buildProgram(): Command {
       outputError: (text, write) => write(`goalpost: ${text.replace(/\n\(Did you mean (.+)\?\)/, ' (did you mean $1?)').trim()}\n`),
     })
     .addHelpText('after', ENVIRONMENT)
+    .hook('preAction', (_program, action) => {
+      running = action
+    })
   program.helpCommand('help [command]', 'show the help of goalpost or of one command')
 
   const service = (name: string, description: string, parts: { migrate: boolean; http: boolean; workers: boolean }) =>
@@ -130,6 +137,14 @@ function buildProgram(): Command {
       exitCode = await statusCommand(config, opts)
     })
 
+  program
+    .command('schedules')
+    .description("the configuration's scheduled jobs (recompute, retention) with their next run")
+    .option('--json', 'print {revision, reconciled_revision, schedules, stale} as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      exitCode = await (await import('./schedules.ts')).schedulesCommand(await loadConfig(), opts)
+    })
+
   const rejected = program
     .command('rejected')
     .description('messages Postgres refused for good (dead letters): list them, replay them once the cause is fixed')
@@ -186,16 +201,13 @@ async function main(argv: string[]): Promise<number> {
       // --help and `help` exit 0; a missing command or subcommand (help shown on stderr) and every parse error exit 2.
       return err.exitCode === 0 ? 0 : 2
     }
-    const command = argv.filter((a) => !a.startsWith('-')).slice(0, 2).filter((a, i) => i === 0 || a === 'list' || a === 'replay').join(' ')
     if (err instanceof UsageError) {
       console.error(`goalpost: error: ${err.message}\n`)
-      let cmd: Command | undefined = program
-      for (const word of command.split(' ')) cmd = cmd?.commands.find((c) => c.name() === word)
-      ;(cmd ?? program).outputHelp({ error: true })
+      ;(running ?? program).outputHelp({ error: true })
       return 2
     }
     const line = describeUserError(err, await targets())
-    console.error(line === null ? err : `goalpost ${command}: ${line}`)
+    console.error(line === null ? err : `goalpost ${running ? pathOf(running) : ''}: ${line}`)
     return 1
   }
 }

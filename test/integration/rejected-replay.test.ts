@@ -5,7 +5,7 @@ import { createIngestQueue, type IngestJobData } from '../../src/jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../../src/jobs/redis.ts'
 import { revalidate, segmentCall } from '../../src/jobs/replay-rejected.ts'
 import { normaliseMessage, type IngestMessage } from '../../src/segment/normalise.ts'
-import { goalpostCli } from '../helpers/cli.ts'
+import { goalpostCli, inBatches } from '../helpers/cli.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { ADMIN_TOKEN, startGoalpost, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -85,7 +85,7 @@ afterAll(async () => {
 })
 
 describe('goalpost rejected list and GET /admin/rejected', () => {
-  it('lists the pending dead letters with their reasons, filtered by reason text (case-insensitive) and by time', async () => {
+  it('lists the pending dead letters with their reasons, filtered by reason text (case-insensitive) and by time', { timeout: 180_000 }, async () => {
     const all = await json(['rejected', 'list', '--json'])
     expect(all.total).toBe(5)
     expect(all.messages.map((m: { message_id: string }) => m.message_id)).toEqual([ids.a1, ids.a2, ids.b1, ids.far, ids.good])
@@ -93,13 +93,13 @@ describe('goalpost rejected list and GET /admin/rejected', () => {
     expect(all.messages[3]).toMatchObject({ source: 'plugin', reason: expect.stringMatching(/^22\d{3}: /) })
     expect(Object.keys(all.messages[0]).sort()).toEqual(['id', 'message_id', 'reason', 'received_at', 'rejected_at', 'replayed_at', 'source'])
 
-    const [byReason, upper, recent, future, limited, text] = await Promise.all([
-      json(['rejected', 'list', '--json', '--reason', 'refuse_a']),
-      json(['rejected', 'list', '--json', '--reason', 'REFUSE_A']),
-      json(['rejected', 'list', '--json', '--since', '1h']),
-      json(['rejected', 'list', '--json', '--since', '2099-01-01T00:00:00Z']),
-      json(['rejected', 'list', '--json', '--limit', '2']),
-      goalpostCli(['rejected', 'list', '--reason', '23514'], env),
+    const [byReason, upper, recent, future, limited, text] = await inBatches([
+      () => json(['rejected', 'list', '--json', '--reason', 'refuse_a']),
+      () => json(['rejected', 'list', '--json', '--reason', 'REFUSE_A']),
+      () => json(['rejected', 'list', '--json', '--since', '1h']),
+      () => json(['rejected', 'list', '--json', '--since', '2099-01-01T00:00:00Z']),
+      () => json(['rejected', 'list', '--json', '--limit', '2']),
+      () => goalpostCli(['rejected', 'list', '--reason', '23514'], env),
     ])
     expect(byReason.messages.map((m: { message_id: string }) => m.message_id)).toEqual([ids.a1, ids.a2])
     expect(upper).toEqual(byReason)
@@ -121,7 +121,7 @@ describe('goalpost rejected list and GET /admin/rejected', () => {
 })
 
 describe('goalpost rejected replay and POST /admin/rejected/replay', () => {
-  it('--dry-run (and dry_run over HTTP) says what a replay would do and changes nothing', async () => {
+  it('--dry-run (and dry_run over HTTP) says what a replay would do and changes nothing', { timeout: 120_000 }, async () => {
     const before = { rows: await rows(), events: await db()('events').count({ n: '*' }), queue: await queue.getJobCounts() }
     const dry = await json(['rejected', 'replay', '--dry-run', '--json'])
     expect(dry).toEqual({
@@ -138,7 +138,7 @@ describe('goalpost rejected replay and POST /admin/rejected/replay', () => {
     expect({ rows: await rows(), events: await db()('events').count({ n: '*' }), queue: await queue.getJobCounts() }).toEqual(before)
   })
 
-  it('once the cause is fixed, replay stores the fixed messages once at their own processing time; still-invalid and refused-again ones stay rejected with their reason; a second replay queues nothing', async () => {
+  it('once the cause is fixed, replay stores the fixed messages once at their own processing time; still-invalid and refused-again ones stay rejected with their reason; a second replay queues nothing', { timeout: 180_000 }, async () => {
     const original = new Map((await rows()).map((r) => [r.message_id, r]))
     await db().raw('ALTER TABLE events DROP CONSTRAINT refuse_a')
 
