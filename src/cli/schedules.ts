@@ -1,10 +1,10 @@
 import type { Config } from '../config.ts'
 import { describeSchedule } from '../db/config.ts'
-import { createDb } from '../db/knex.ts'
 import { loadSchedules } from '../db/schedules.ts'
 import { createMaintenanceQueue } from '../jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../jobs/redis.ts'
 import { configuredSchedulers, scheduleKeys, schedulerId } from '../jobs/schedules.ts'
+import { migrationHint, openDb } from './connect.ts'
 
 export interface ScheduleListing {
   /** The configuration revision the schedules were saved in, and the one the workers last reconciled (null: never). */
@@ -26,12 +26,14 @@ export interface ScheduleListing {
 
 /** The saved schedules, with their next run as BullMQ's job schedulers say. */
 export async function listSchedules(config: Pick<Config, 'databaseUrl' | 'redisUrl' | 'queuePrefix'>): Promise<ScheduleListing> {
-  const db = createDb(config.databaseUrl, { poolMax: 1, applicationName: 'goalpost-schedules' })
+  const db = await openDb(config.databaseUrl, 'schedules')
   const redis = createRedis(config.redisUrl, 'worker', config.queuePrefix)
   const queue = createMaintenanceQueue(redis, config.queuePrefix)
   try {
     await waitUntilReady(redis, 5_000)
-    const { revision, schedules } = await loadSchedules(db)
+    const { revision, schedules } = await loadSchedules(db).catch((err) => {
+      throw migrationHint(err, config.databaseUrl)
+    })
     const schedulers = new Map((await configuredSchedulers(queue)).map((s) => [s.key, s]))
     const reconciled = await redis.get(scheduleKeys(config.queuePrefix).revision)
     const wanted = new Set(schedules.map((s) => schedulerId(s.name)))

@@ -18,6 +18,7 @@ import { createRedis } from '../../src/jobs/redis.ts'
 import { configuredSchedulers, scheduleKeys } from '../../src/jobs/schedules.ts'
 import { startWorkers, type RunningWorkers } from '../../src/jobs/workers.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
+import { goalpostCli } from '../helpers/cli.ts'
 import { testEnv } from '../helpers/goalpost.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { deleteQueuePrefix, testQueuePrefix } from '../helpers/redis.ts'
@@ -118,7 +119,16 @@ describe('schedules become BullMQ job schedulers', () => {
       ['monthly', '0 4 1 * * UTC: retention older_than 400d', new Date(CronExpressionParser.parse('0 4 1 * *', { tz: 'UTC', currentDate: new Date() }).next().getTime()).toISOString()],
       ['yearly', '0 0 1 1 * America/New_York: recompute campaign cart', new Date(expected).toISOString()],
     ])
-  }, 60_000)
+    // The command: the same listing, as JSON or one line a schedule.
+    const json = await goalpostCli(['schedules', '--json'], testEnv(database, prefix))
+    expect(json.code, json.stderr).toBe(0)
+    expect(JSON.parse(json.stdout)).toEqual(listing)
+    const text = await goalpostCli(['schedules'], testEnv(database, prefix))
+    expect(text.stdout.split('\n').filter(Boolean).map((l) => l.split(/ {2,}/))).toEqual([
+      ['monthly', '0 4 1 * * UTC: retention older_than 400d', `next: ${listing.schedules[0].next_run_at}`],
+      ['yearly', '0 0 1 1 * America/New_York: recompute campaign cart', `next: ${listing.schedules[1].next_run_at}`],
+    ])
+  }, 90_000)
 
   it('a changed schedule is replaced (its pending run too); a removed schedule stops', async () => {
     const prefix = testQueuePrefix()
