@@ -145,14 +145,6 @@ function buildProgram(): Command {
       exitCode = await (await import('./schedules.ts')).schedulesCommand(await loadConfig(), opts)
     })
 
-  program
-    .command('schedules')
-    .description("the configuration's scheduled jobs (recompute, retention) with their next run")
-    .option('--json', 'print {revision, reconciled_revision, schedules, stale} as JSON')
-    .action(async (opts: { json?: boolean }) => {
-      exitCode = await (await import('./schedules.ts')).schedulesCommand(await loadConfig(), opts)
-    })
-
   const rejected = program
     .command('rejected')
     .description('messages Postgres refused for good (dead letters): list them, replay them once the cause is fixed')
