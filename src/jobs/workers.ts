@@ -90,6 +90,8 @@ export async function startWorkers(
       },
     },
   )
+  // Before any await: a new worker's first stalled check runs at once.
+  warnOnStalled(ingest, 'ingest', log)
   // A job failing because Postgres or Redis is away is retried (backoff) and
   // logged once per outage (DependencyHealth), not once per job with a stack.
   ingest.on('failed', (job, err) => {
@@ -127,6 +129,7 @@ export async function startWorkers(
     // recompute taken back more than 5 times (BullMQ's default: once) fails.
     { connection, prefix: config.queuePrefix, concurrency: 2, maxStalledCount: 5, ...lockOptions(config.jobLockMs) },
   )
+  warnOnStalled(maintenance, 'maintenance', log)
   maintenance.on('failed', (job, err) => {
     if (!health.absorb(err, 'postgres')) log.error({ err, jobId: job?.id, name: job?.name }, 'maintenance job failed')
   })
@@ -134,8 +137,6 @@ export async function startWorkers(
   maintenance.on('error', (err) => {
     if (!health.absorb(err, 'redis')) log.error({ err }, 'maintenance worker error')
   })
-  warnOnStalled(ingest, 'ingest', log)
-  warnOnStalled(maintenance, 'maintenance', log)
   await outbox.start(configs, connection, health)
   return {
     ingest,

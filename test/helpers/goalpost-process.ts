@@ -27,19 +27,25 @@ process.once('exit', () => {
 })
 
 /** Starts `goalpost <command>` with exactly this environment (plus PATH and HOME). */
-export function spawnGoalpost(command: string, env: Record<string, string>, { keepLines = 400 } = {}): GoalpostProcess {
+export function spawnGoalpost(command: string, env: Record<string, string>, { keepLines = 2_000 } = {}): GoalpostProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, command], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const output: string[] = []
-  const keep = (chunk: Buffer) => {
-    output.push(...chunk.toString().split('\n').filter((line) => line !== ''))
-    if (output.length > keepLines) output.splice(0, output.length - keepLines)
+  // Whole lines only: a chunk may end mid-line.
+  const lines = () => {
+    let partial = ''
+    return (chunk: Buffer) => {
+      const parts = (partial + chunk.toString()).split('\n')
+      partial = parts.pop()!
+      output.push(...parts.filter((line) => line !== ''))
+      if (output.length > keepLines) output.splice(0, output.length - keepLines)
+    }
   }
-  child.stdout!.on('data', keep)
-  child.stderr!.on('data', keep)
+  child.stdout!.on('data', lines())
+  child.stderr!.on('data', lines())
   running.add(child)
   const exit = new Promise<Exit>((resolve) =>
     child.once('exit', (code, signal) => {
