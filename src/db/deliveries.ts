@@ -1,5 +1,6 @@
 import type { Knex } from 'knex'
 import { unnestRows } from './unnest.ts'
+import { copyInto, copyText } from './copy.ts'
 import { columnsSetBy, type Channel, type DeliveryFact, type StepColumn } from '../core/lifecycle.ts'
 
 export interface DeliveryObservation {
@@ -39,6 +40,7 @@ const STEP_COLUMNS: readonly StepColumn[] = [
 export async function upsertDeliveries(
   trx: Knex.Transaction,
   observations: readonly DeliveryObservation[],
+  opts: { bulk?: boolean } = {},
 ): Promise<Set<string>> {
   const created = new Set<string>()
   if (observations.length === 0) return created
@@ -68,12 +70,9 @@ export async function upsertDeliveries(
   }
   const least = STEP_COLUMNS.map((c) => `${c} = LEAST(deliveries.${c}, excluded.${c})`).join(',\n ')
   const columns = ['delivery_id', 'person_id', 'campaign_ref', 'journey_ref', 'action_id', 'channel', ...STEP_COLUMNS, 'first_received_at']
-  const [from, bindings] = unnestRows(
-    'r',
-    columns,
-    Object.fromEntries(columns.map((c) => [c, c.endsWith('_at') ? 'timestamptz' : 'text'])),
-    [...rows.values()],
-  )
+  const types = Object.fromEntries(columns.map((c) => [c, c.endsWith('_at') ? 'timestamptz' : 'text']))
+  // bulk (import): the rows reach Postgres by COPY into a staging table emptied at commit.
+  const [from, bindings] = opts.bulk ? await stageRows(trx, columns, types, rows.values()) : unnestRows('r', columns, types, [...rows.values()])
   // xmax = 0: the row was inserted by this statement, not updated (no row before).
   const { rows: written } = await trx.raw<{ rows: { delivery_id: string; created: boolean }[] }>(
     `INSERT INTO deliveries (${columns.join(', ')})
@@ -91,4 +90,17 @@ export async function upsertDeliveries(
   )
   for (const r of written) if (r.created) created.add(r.delivery_id)
   return created
+}
+
+async function stageRows(
+  trx: Knex.Transaction,
+  columns: readonly string[],
+  types: Readonly<Record<string, string>>,
+  rows: Iterable<DeliveryRow>,
+): Promise<[string, Knex.RawBinding[]]> {
+  await trx.raw(`CREATE TEMP TABLE IF NOT EXISTS goalpost_staged_deliveries (${columns.map((c) => `${c} ${types[c]}`).join(', ')}) ON COMMIT DELETE ROWS`)
+  const lines: string[] = []
+  for (const row of rows) lines.push(columns.map((c) => copyText((row as Record<string, string | null | undefined>)[c] ?? null)).join('\t') + '\n')
+  await copyInto(trx, 'goalpost_staged_deliveries', lines)
+  return ['goalpost_staged_deliveries r', []]
 }

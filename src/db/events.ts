@@ -77,31 +77,42 @@ export async function insertEvents(
   return persisted(messages, inserted)
 }
 
+/** The staging table's COPY columns (its `i` numbers the rows in COPY order). */
+const STAGED_COLUMNS = 'message_id, raw_id, user_id, anonymous_id, type, name, properties, meta, context, received_at, sent_timestamp, source'
+
+/**
+ * A message as one line of COPY text for insertEventsBulk: an importer
+ * renders it while the previous batch is still being stored, off the path
+ * of the storing transaction.
+ */
+export function stagedEvent(m: IngestMessage, source: Source): string {
+  return (
+    `${copyText(m.messageId)}\t${copyText(rawPersonId(m))}\t${copyText(m.userId)}\t${copyText(m.anonymousId)}\t${m.type}\t` +
+    `${copyText(m.name)}\t${copyJson(m.properties)}\t${copyJson(m.meta)}\t${copyJson(m.context)}\t${m.receivedAt}\t${m.timestamp ?? '\\N'}\t${source}\n`
+  )
+}
+
 /**
  * insertEvents for a large batch (import): the rows reach Postgres by COPY
  * into a session-local staging table, then one INSERT ... SELECT does what
  * insertEvents' statement does, with the same result. The staging table is
  * emptied at commit (and by a rollback), so it never holds a row between
- * batches.
+ * batches. `staged[i]`: stagedEvent of message i, if the caller rendered it.
  */
 export async function insertEventsBulk(
   trx: Knex.Transaction,
   sources: readonly Source[],
   messages: readonly IngestMessage[],
+  staged?: readonly string[],
 ): Promise<PersistedEvent[]> {
   if (messages.length === 0) return []
   await trx.raw(
     `CREATE TEMP TABLE IF NOT EXISTS goalpost_staged_events (
-       i int, message_id text, raw_id text, user_id text, anonymous_id text, type text, name text,
-       properties jsonb, meta jsonb, context jsonb, received_at timestamptz, sent_timestamp timestamptz, source text
+       i bigint GENERATED ALWAYS AS IDENTITY, message_id text, raw_id text, user_id text, anonymous_id text, type text,
+       name text, properties jsonb, meta jsonb, context jsonb, received_at timestamptz, sent_timestamp timestamptz, source text
      ) ON COMMIT DELETE ROWS`,
   )
-  const rows = messages.map(
-    (m, i) =>
-      `${i}\t${copyText(m.messageId)}\t${copyText(rawPersonId(m))}\t${copyText(m.userId)}\t${copyText(m.anonymousId)}\t${m.type}\t` +
-      `${copyText(m.name)}\t${copyJson(m.properties)}\t${copyJson(m.meta)}\t${copyJson(m.context)}\t${m.receivedAt}\t${m.timestamp ?? '\\N'}\t${sources[i]}\n`,
-  )
-  await copyInto(trx, 'goalpost_staged_events', rows)
+  await copyInto(trx, `goalpost_staged_events (${STAGED_COLUMNS})`, staged ?? messages.map((m, i) => stagedEvent(m, sources[i])))
   const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(
     `WITH ins AS (
        INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,

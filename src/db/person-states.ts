@@ -15,22 +15,25 @@ export const INVALIDATED_WAKE_DELAY_MS = 10 * 60_000
  * them within INVALIDATED_WAKE_DELAY_MS, whoever else does or does not.
  * For writers that store inputs without evaluating them in the same
  * transaction (import): every other writer folds its inputs into the state
- * before committing, so a state never silently misses an input.
+ * before committing, so a state never silently misses an input. The caller
+ * holds the people's locks (lockPeople / lockNamedPeople), so no evaluation
+ * writes a state between the check for an invalidated row and the commit.
  */
 export async function invalidateStates(trx: Knex.Transaction | Knex, personIds: readonly string[], now: number): Promise<void> {
   if (personIds.length === 0) return
   const wakeAt = new Date(now + INVALIDATED_WAKE_DELAY_MS).toISOString()
   await trx.raw(
     `INSERT INTO person_evaluations (person_id, evaluated_at, config_revision, next_wake_at, state)
-     SELECT id, ?, 0, ?, NULL FROM unnest(?::text[]) AS id ORDER BY 1
+     SELECT id, ?, 0, ?, NULL FROM unnest(?::text[]) AS id
+      -- Already invalidated and woken no later: left alone (ON CONFLICT
+      -- would lock and rewrite the row to no effect, every import batch).
+      WHERE NOT EXISTS (SELECT 1 FROM person_evaluations e
+                         WHERE e.person_id = id AND e.state IS NULL AND e.next_wake_at <= ?::timestamptz)
+      ORDER BY 1
      ON CONFLICT (person_id) DO UPDATE
        SET state = NULL,
-           next_wake_at = LEAST(coalesce(person_evaluations.next_wake_at, excluded.next_wake_at), excluded.next_wake_at)
-     -- Already invalidated and woken no later: writing the same row again would only cost a new row version.
-     WHERE person_evaluations.state IS NOT NULL
-        OR person_evaluations.next_wake_at IS NULL
-        OR person_evaluations.next_wake_at > excluded.next_wake_at`,
-    [new Date(now).toISOString(), wakeAt, [...new Set(personIds)]],
+           next_wake_at = LEAST(coalesce(person_evaluations.next_wake_at, excluded.next_wake_at), excluded.next_wake_at)`,
+    [new Date(now).toISOString(), wakeAt, [...new Set(personIds)], wakeAt],
   )
 }
 

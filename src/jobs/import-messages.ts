@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import type { IngestMessage } from '../segment/normalise.ts'
 import { configRevisionInForce, invalidateStates } from '../db/person-states.ts'
 import { analyzeNewTables } from '../db/statistics.ts'
+import { stagedEvent } from '../db/events.ts'
 import { evaluatePeople, type EvaluationContext } from './evaluate.ts'
 import { StaleConfigurationError, storeGroup } from './persist-batch.ts'
 
@@ -77,6 +78,8 @@ export class Importer {
   readonly counts: ImportCounts = { inserted: 0, duplicates: 0, evaluated: 0 }
   phase: ImportPhase = { step: 'storing' }
   private batch: IngestMessage[] = []
+  /** The batch's messages as COPY lines, rendered as they come, while the previous batch is stored. */
+  private staged: string[] = []
   private storing: Promise<void> = Promise.resolve()
   /** People to evaluate at the end of the round, with how many of their messages it stored. */
   private touched = new Map<string, number>()
@@ -97,11 +100,13 @@ export class Importer {
   /** Takes one message; resolves when it may take the next (a batch is stored at most one behind). */
   async add(message: IngestMessage): Promise<void> {
     this.batch.push(message)
+    this.staged.push(stagedEvent(message, 'import'))
     if (this.batch.length < this.opts.storeBatch) return
-    const batch = this.batch
+    const [batch, staged] = [this.batch, this.staged]
     this.batch = []
+    this.staged = []
     await this.storing // a failed batch fails the import here
-    this.storing = this.store(batch)
+    this.storing = this.store(batch, staged)
     // Marked handled: the failure is thrown by the next add() or finish().
     this.storing.catch(() => {})
     this.sinceRound += batch.length
@@ -119,17 +124,18 @@ export class Importer {
   /** Stores what is left and evaluates everyone still waiting for it. */
   async finish(): Promise<ImportCounts> {
     await this.storing
-    const rest = this.batch
+    const [rest, staged] = [this.batch, this.staged]
     this.batch = []
-    if (rest.length > 0) await this.store(rest)
+    this.staged = []
+    if (rest.length > 0) await this.store(rest, staged)
     await this.evaluateRound()
     return this.counts
   }
 
-  private async store(messages: IngestMessage[]): Promise<void> {
+  private async store(messages: IngestMessage[], stagedEvents: string[]): Promise<void> {
     const stored = await this.attempt((ctx) =>
       this.db.transaction(async (trx) => {
-        const s = await storeGroup(trx, [{ source: 'import', messages }], ctx, { bulk: true })
+        const s = await storeGroup(trx, [{ source: 'import', messages }], ctx, { bulk: true, stagedEvents })
         await invalidateStates(trx, [...s.toEvaluate.keys()], this.opts.now())
         // As persistGroup: messages stored under a replaced configuration may
         // have been read with the wrong delivery events; store them again.

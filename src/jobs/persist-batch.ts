@@ -99,6 +99,8 @@ export interface StoreOptions {
    * (`inputs` comes back empty).
    */
   bulk?: boolean
+  /** With bulk: the messages' stagedEvent lines, rendered ahead by the caller. */
+  stagedEvents?: readonly string[]
 }
 
 /**
@@ -125,7 +127,7 @@ export async function storeGroup(
     trx,
     messages.flatMap((m) => [m.userId, m.anonymousId, m.meta?.previousId].filter((id): id is string => !!id)),
   )
-  const events = await (opts.bulk ? insertEventsBulk : insertEvents)(trx, sources, messages)
+  const events = opts.bulk ? await insertEventsBulk(trx, sources, messages, opts.stagedEvents) : await insertEvents(trx, sources, messages)
   for (const e of events) {
     counts[partOf[e.index]].inserted++
     counts[partOf[e.index]].duplicates--
@@ -141,7 +143,7 @@ export async function storeGroup(
       counts[partOf[e.index]].deliveries++
     }
   }
-  const newDeliveries = await upsertDeliveries(trx, observations)
+  const newDeliveries = await upsertDeliveries(trx, observations, { bulk: opts.bulk })
 
   await applyTraits(
     trx,
