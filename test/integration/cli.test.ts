@@ -63,7 +63,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true })
 })
 
-const COMMANDS = ['start', 'serve', 'worker', 'migrate', 'apply', 'import', 'recompute', 'status', 'rejected', 'rejected list', 'rejected replay']
+const COMMANDS = ['start', 'serve', 'worker', 'migrate', 'apply', 'import', 'recompute', 'status', 'schedules', 'rejected', 'rejected list', 'rejected replay']
 
 /** A usage error: exit 2, nothing on stdout, one line saying what is wrong, then the usage. */
 function expectUsageError(r: CliResult, line: string | RegExp, usage: string) {
