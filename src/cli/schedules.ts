@@ -3,7 +3,7 @@ import { describeSchedule } from '../db/config.ts'
 import { loadSchedules } from '../db/schedules.ts'
 import { createMaintenanceQueue } from '../jobs/queues.ts'
 import { createRedis, waitUntilReady } from '../jobs/redis.ts'
-import { configuredSchedulers, scheduleKeys, schedulerId } from '../jobs/schedules.ts'
+import { configuredSchedulers, parseReconciled, scheduleKeys, schedulerId } from '../jobs/schedules.ts'
 import { migrationHint, openDb } from './connect.ts'
 
 export interface ScheduleListing {
@@ -35,11 +35,11 @@ export async function listSchedules(config: Pick<Config, 'databaseUrl' | 'redisU
       throw migrationHint(err, config.databaseUrl)
     })
     const schedulers = new Map((await configuredSchedulers(queue)).map((s) => [s.key, s]))
-    const reconciled = await redis.get(scheduleKeys(config.queuePrefix).revision)
+    const reconciled = parseReconciled(await redis.get(scheduleKeys(config.queuePrefix).revision))
     const wanted = new Set(schedules.map((s) => schedulerId(s.name)))
     return {
       revision,
-      reconciled_revision: reconciled === null ? null : Number(reconciled),
+      reconciled_revision: reconciled?.revision ?? null,
       schedules: schedules.map((s) => {
         const next = schedulers.get(schedulerId(s.name))?.next
         const { name: _name, ...definition } = s

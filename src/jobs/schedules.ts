@@ -68,10 +68,26 @@ export const scheduleKeys = (prefix: string) => ({
 })
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`
-// Compare and set: the revision only moves forward.
-const ADVANCE = `local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if cur > tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
+
+/**
+ * The revision last reconciled is stored as "<revision> <applied_at ms>". One
+ * is newer than another when both its number and its time are: a restored
+ * backup (or another database on the same prefix) starts numbering again,
+ * and its next save is newer by time, so it is followed, not ignored.
+ */
+const isNewer = (a: { revision: number; appliedAt: number }, b: { revision: number; appliedAt: number }) =>
+  a.revision > b.revision && a.appliedAt > b.appliedAt
+export function parseReconciled(value: string | null): { revision: number; appliedAt: number } | null {
+  const [revision, appliedAt] = (value ?? '').split(' ').map(Number)
+  return value === null || !Number.isFinite(revision) ? null : { revision, appliedAt: Number.isFinite(appliedAt) ? appliedAt : 0 }
+}
+// Compare and set, atomically: the stored revision never goes back to an older one.
+const ADVANCE = `local cur = redis.call('GET', KEYS[1])
+if cur then
+  local rev, at = string.match(cur, '^(%d+) (%d+)$')
+  if rev and tonumber(rev) > tonumber(ARGV[1]) and tonumber(at) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2])
 return 1`
 
 const LOCK_MS = 30_000
@@ -99,9 +115,9 @@ export async function reconcileSchedules(db: Knex, queue: Queue<MaintenanceJobDa
     await new Promise((r) => setTimeout(r, 200))
   }
   try {
-    const stored = await redis.get(keys.revision)
-    const { revision, schedules } = await loadSchedules(db)
-    if (stored !== null && Number(stored) > revision) return { revision: null, upserted: [], removed: [] }
+    const stored = parseReconciled(await redis.get(keys.revision))
+    const { revision, appliedAt, schedules } = await loadSchedules(db)
+    if (stored !== null && isNewer(stored, { revision, appliedAt })) return { revision: null, upserted: [], removed: [] }
     const existing = new Map((await configuredSchedulers(queue)).map((s) => [s.key, s]))
     const upserted: string[] = []
     const removed: string[] = []
@@ -120,7 +136,7 @@ export async function reconcileSchedules(db: Knex, queue: Queue<MaintenanceJobDa
         await queue.removeJobScheduler(id)
         removed.push(id.slice(SCHEDULER_PREFIX.length))
       }
-    await redis.eval(ADVANCE, 1, keys.revision, String(revision))
+    await redis.eval(ADVANCE, 1, keys.revision, String(revision), String(appliedAt))
     return { revision, upserted, removed }
   } finally {
     await redis.eval(RELEASE, 1, keys.lock, token)

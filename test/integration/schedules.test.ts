@@ -15,7 +15,7 @@ import { createLogger } from '../../src/logger.ts'
 import { listSchedules } from '../../src/cli/schedules.ts'
 import { createMaintenanceQueue, type MaintenanceJobData } from '../../src/jobs/queues.ts'
 import { createRedis } from '../../src/jobs/redis.ts'
-import { configuredSchedulers, scheduleKeys } from '../../src/jobs/schedules.ts'
+import { configuredSchedulers, parseReconciled, reconcileSchedules, scheduleKeys } from '../../src/jobs/schedules.ts'
 import { startWorkers, type RunningWorkers } from '../../src/jobs/workers.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 import { goalpostCli } from '../helpers/cli.ts'
@@ -63,7 +63,7 @@ async function pendingRuns(queue: Queue<MaintenanceJobData>, name: string) {
 }
 
 async function reconciled(prefix: string, revision: number) {
-  await waitFor(async () => Number(await redis.get(scheduleKeys(prefix).revision)) >= revision, {
+  await waitFor(async () => (parseReconciled(await redis.get(scheduleKeys(prefix).revision))?.revision ?? 0) >= revision, {
     what: `the workers reconciling revision ${revision}`,
     timeoutMs: 30_000,
     intervalMs: 100,
@@ -166,6 +166,30 @@ describe('schedules become BullMQ job schedulers', () => {
     expect((await summary(queue)).map((s) => s.key).sort()).toEqual(['schedule:daily', 'schedule:monthly', 'schedule:yearly'])
     for (const name of ['daily', 'monthly', 'yearly']) expect(await pendingRuns(queue, name)).toHaveLength(1)
   }, 60_000)
+
+  it('an older revision never overwrites a newer one; a restored database (numbering again, saved later) is followed', async () => {
+    const prefix = testQueuePrefix()
+    prefixes.push(prefix)
+    const queue = queueOn(prefix)
+    const revision = await save({ campaigns: [campaign], schedules: [monthly] })
+    const appliedAt = (await database.db('config_revisions').where({ revision }).first('applied_at')).applied_at.getTime()
+    const key = scheduleKeys(prefix).revision
+    // Redis says a newer revision (higher, and applied later) was reconciled: this one is stale.
+    await redis.set(key, `${revision + 10} ${appliedAt + 60_000}`)
+    expect(await reconcileSchedules(database.db, queue, redis, prefix)).toEqual({ revision: null, upserted: [], removed: [] })
+    expect(await summary(queue)).toEqual([])
+    expect(await redis.get(key)).toBe(`${revision + 10} ${appliedAt + 60_000}`)
+    // A higher number saved earlier: another history (a restored backup); this database's latest save wins.
+    await redis.set(key, `${revision + 10} ${appliedAt - 60_000}`)
+    expect(await reconcileSchedules(database.db, queue, redis, prefix)).toEqual({ revision, upserted: ['monthly'], removed: [] })
+    expect(await redis.get(key)).toBe(`${revision} ${appliedAt}`)
+    // Many at once, as from many processes: one scheduler, one pending run.
+    await queue.removeJobScheduler('schedule:monthly')
+    const passes = await Promise.all(Array.from({ length: 5 }, () => reconcileSchedules(database.db, queue, redis, prefix)))
+    expect(passes.flatMap((p) => p.upserted)).toEqual(['monthly'])
+    expect((await summary(queue)).map((s) => s.key)).toEqual(['schedule:monthly'])
+    expect(await pendingRuns(queue, 'monthly')).toHaveLength(1)
+  })
 
   it('a schedule with a short interval runs, and each run is recorded in job_runs with trigger schedule', async () => {
     const prefix = testQueuePrefix()
