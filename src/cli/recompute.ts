@@ -28,6 +28,7 @@ export async function recomputeCommand(config: Config, opts: { campaign?: string
       campaign: opts.campaign,
       dryRun,
       now: Date.now(),
+      trigger: 'cli',
       onProgress: (done, total) => {
         if (!started) bar.start(total, 0)
         started = true
@@ -36,11 +37,12 @@ export async function recomputeCommand(config: Config, opts: { campaign?: string
     })
     bar.stop()
     if (opts.json) {
-      console.log(JSON.stringify({ dry_run: dryRun, campaign: opts.campaign ?? null, people: result.people, changes: result.changes }))
+      console.log(JSON.stringify({ dry_run: dryRun, campaign: opts.campaign ?? null, people: result.people, changes: result.changes, ...(result.kept ? { kept: result.kept } : {}) }))
       return 0
     }
     console.log(`${dryRun ? 'dry run: would change' : 'recomputed'} ${result.people} people${opts.campaign ? ` for campaign ${opts.campaign}` : ''}:`)
     console.log(formatSummary(result.changes))
+    if (result.kept) console.log(`left as they are: ${result.kept} people whose log retention shortened (docs/operations.md, "Retention")`)
     return 0
   } catch (err) {
     bar.stop()
