@@ -13,7 +13,8 @@ import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
 import { createRedis } from '../../src/jobs/redis.ts'
 import { runRetention } from '../../src/jobs/retention.ts'
 import { REDIS_URL } from '../helpers/env.ts'
-import { startGoalpost, type TestGoalpost } from '../helpers/goalpost.ts'
+import { goalpostCli } from '../helpers/cli.ts'
+import { startGoalpost, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
 import { DAY, HOUR, admin, identify, lifecycle, putConfig, sendAndWait, track, type Message } from '../helpers/segment-webhook.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -139,6 +140,18 @@ describe('retention', () => {
     expect(await runRetention(gp.database.db, ctx.config, { olderThanMs: OLDER_THAN, now, batchSize: 4 })).toMatchObject({ eventsDeleted: 0, people: 0 })
   }, 90_000)
 
+  it('`goalpost recompute` after retention says how many people it left as they are, and is recorded with trigger cli', async () => {
+    const env = testEnv(gp.database, gp.config.queuePrefix)
+    const json = await goalpostCli(['recompute', '--json'], env)
+    expect(json.code, json.stderr).toBe(0)
+    expect(JSON.parse(json.stdout)).toMatchObject({ dry_run: false, campaign: null, changes: noChanges, kept: 3 })
+    const text = await goalpostCli(['recompute'], env)
+    expect(text.stdout).toMatch(/^left as they are: 3 people whose log retention shortened/m)
+    const runs = await gp.database.db('job_runs').where({ kind: 'recompute', trigger: 'cli' }).whereNotNull('finished_at')
+    expect(runs).toHaveLength(2)
+    expect(runs[0]).toMatchObject({ scope: 'all', job_id: null, error: null, conversions_added: 0 })
+  }, 60_000)
+
   it('refuses an age the configuration in force does not allow, deleting nothing, and records the refusal', async () => {
     const ctx = await new ConfigCache(gp.database.db).get()
     const before = await count('events')
@@ -165,7 +178,8 @@ describe('retention', () => {
     expect(runs.map((r) => r.run_id)).toEqual([...runs.map((r) => r.run_id)].sort((a, b) => b - a))
     const retention = runs.filter((r) => r.kind === 'retention' && r.state === 'completed')
     expect(retention[retention.length - 1]).toMatchObject({ scope: 'older_than:100d', trigger: 'cli', events_deleted: 12, people: 3, changes: null, error: null })
-    const recomputes = runs.filter((r) => r.kind === 'recompute')
+    expect(runs.filter((r) => r.kind === 'recompute' && r.trigger === 'cli')).toHaveLength(2)
+    const recomputes = runs.filter((r) => r.kind === 'recompute' && r.trigger === 'api')
     expect(recomputes.length).toBe(3)
     expect(recomputes[0]).toMatchObject({ scope: 'all', dry_run: false, trigger: 'api', state: 'completed', error: null })
     expect(recomputes[0].changes.conversions).toEqual({ added: 1, changed: 0, removed: 0 })
