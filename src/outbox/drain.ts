@@ -71,7 +71,7 @@ async function sendClaim(opts: DrainOptions, rows: readonly OutboxRow[]): Promis
 
 export async function drainOutbox(opts: DrainOptions): Promise<DrainResult> {
   const result: DrainResult = { sent: 0, retried: 0, refused: 0 }
-  const claimSize = opts.claimSize ?? 100
+  const claimSize = opts.claimSize ?? 500
   const maxAttempts = opts.maxAttempts ?? MAX_ATTEMPTS
   for (let i = 0; i < (opts.maxClaims ?? 50); i++) {
     const rows = await claimDue(opts.db, claimSize, 3 * opts.sendTimeoutMs, opts.segment !== null)

@@ -67,7 +67,7 @@ async function sendWith(target: SegmentTarget, rows: readonly OutboxRow[], known
   const analytics = new Analytics({
     writeKey: target.writeKey,
     ...(target.host ? { host: target.host } : {}),
-    maxEventsInBatch: alone ? 1 : 100,
+    maxEventsInBatch: alone ? 1 : 250,
     flushInterval: 60_000, // flushed below, never by the timer
     maxRetries: 0,
     httpRequestTimeout: target.timeoutMs,
