@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis'
 import type { Knex } from 'knex'
 import { canonicalJson, type ScheduleDef } from '../core/config-document/index.ts'
 import { loadSchedules } from '../db/schedules.ts'
+import type { DependencyHealth } from '../dependency-health.ts'
 import type { Logger } from '../logger.ts'
 import { QUEUE_NAMES, type MaintenanceJobData } from './queues.ts'
 
@@ -143,10 +144,15 @@ export async function reconcileSchedules(db: Knex, queue: Queue<MaintenanceJobDa
   }
 }
 
+/** How long after a failed reconciliation (Postgres or Redis away) the next is tried. */
+const RETRY_MS = 10_000
+
 /** A worker process's reconciliations, one at a time; a request while one runs is served by one more pass after it. */
 export class ScheduleSync {
   private running: Promise<void> | null = null
   private again = false
+  private retry: NodeJS.Timeout | null = null
+  private stopped = false
 
   constructor(
     private readonly db: Knex,
@@ -154,10 +160,13 @@ export class ScheduleSync {
     private readonly redis: Redis,
     private readonly prefix: string,
     private readonly log: Logger,
+    /** Routes Postgres or Redis being away to the once-per-outage log. */
+    private readonly health?: DependencyHealth,
   ) {}
 
-  /** Resolves once a pass that started after this call has finished (errors are logged: the next revision or start retries). */
+  /** Resolves once a pass that started after this call has finished (a failed pass is tried again RETRY_MS later). */
   sync(): Promise<void> {
+    if (this.stopped) return Promise.resolve()
     if (this.running) {
       this.again = true
       return this.running
@@ -169,12 +178,23 @@ export class ScheduleSync {
           const r = await reconcileSchedules(this.db, this.queue, this.redis, this.prefix)
           if (r.upserted.length > 0 || r.removed.length > 0) this.log.info(r, 'job schedulers follow the saved schedules')
         } catch (err) {
-          this.log.error({ err }, 'could not reconcile the job schedulers with the saved schedules; retried at the next configuration revision or start')
+          if (!this.health?.absorb(err, 'postgres'))
+            this.log.error({ err }, `could not reconcile the job schedulers with the saved schedules; trying again in ${RETRY_MS / 1000} s`)
+          this.retry ??= setTimeout(() => {
+            this.retry = null
+            void this.sync()
+          }, RETRY_MS).unref()
         }
       } while (this.again)
     })().finally(() => {
       this.running = null
     })
     return this.running
+  }
+
+  /** No more passes (the workers are closing). */
+  stop(): void {
+    this.stopped = true
+    if (this.retry) clearTimeout(this.retry)
   }
 }

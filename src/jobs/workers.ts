@@ -110,7 +110,7 @@ export async function startWorkers(
   // Idempotent: every worker process upserts the same scheduler.
   await maintenanceQueue.upsertJobScheduler('wake', { every: WAKE_EVERY_MS }, { name: 'wake', data: { kind: 'wake' } })
   // The configuration's schedules: now, and whenever a new revision is seen (src/jobs/schedules.ts).
-  const schedules = new ScheduleSync(db, maintenanceQueue, connection, config.queuePrefix, log)
+  const schedules = new ScheduleSync(db, maintenanceQueue, connection, config.queuePrefix, log, health)
   await schedules.sync()
   configs.onRevision(() => void schedules.sync())
   const maintenance = new Worker<MaintenanceJobData>(
@@ -151,6 +151,7 @@ export async function startWorkers(
      * again once its lock expires, which changes nothing already stored.
      */
     async close() {
+      schedules.stop()
       if (!(await settlesWithin(Promise.all([ingest.close(), maintenance.close(), outbox.close()]), config.jobLockMs))) {
         log.warn({ waitedMs: config.jobLockMs }, 'workers did not stop in time (Redis reconnecting?); closing them by force')
         if (!(await settlesWithin(Promise.all([ingest.close(true), maintenance.close(true)]), 5_000)))
