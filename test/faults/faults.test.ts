@@ -99,15 +99,23 @@ describe('faults under load: nothing acknowledged is lost or doubled, conversion
   it('a worker (serve + worker) killed with SIGKILL while it holds jobs; its jobs are taken back and a warning says so', async () => {
     let heldAtKill = 0
     const o = await run('worker SIGKILL, restart', 'split', async (ctx) => {
-      // Kill while a transaction is open: the kill lands mid-job.
-      await waitFor(async () => (await ctx.openTransactions()) > 0 && (await ctx.ingest.getActiveCount()) > 0, {
-        what: 'the worker to be part-way through a job',
-        timeoutMs: 30_000,
-        intervalMs: 10,
-      })
-      ctx.processes.worker!.child.kill('SIGKILL')
-      expect(await ctx.processes.worker!.exited()).toEqual({ code: null, signal: 'SIGKILL' })
-      heldAtKill = await ctx.ingest.getActiveCount() // left active, with locks nobody renews
+      // Hold the worker mid-job: a lock that stops inserts into the log keeps
+      // its transaction open and its jobs active until the kill.
+      const blocker = await ctx.servers.postgres.connect(ctx.database)
+      try {
+        await blocker.query('BEGIN')
+        await blocker.query('LOCK TABLE events IN SHARE MODE')
+        await waitFor(async () => (await ctx.waitingOnLocks()) > 0 && (await ctx.ingest.getActiveCount()) > 0, {
+          what: 'the worker to be held mid-job',
+          timeoutMs: 30_000,
+          intervalMs: 20,
+        })
+        ctx.processes.worker!.child.kill('SIGKILL')
+        expect(await ctx.processes.worker!.exited()).toEqual({ code: null, signal: 'SIGKILL' })
+        heldAtKill = await ctx.ingest.getActiveCount() // left active, with locks nobody renews
+      } finally {
+        await blocker.query('COMMIT').finally(() => blocker.end())
+      }
       await ctx.restart('worker')
     })
     expect(heldAtKill).toBeGreaterThan(0)

@@ -10,6 +10,8 @@ import type { Call } from './fault-workload.ts'
 
 export class SegmentProducer {
   readonly acked = new Set<string>()
+  /** Message ids handed to the library so far (first sends). */
+  readonly issued: string[] = []
   /** Calls made, first sends and re-sends. */
   calls = 0
   /** Calls the library reported failed (then re-sent). */
@@ -58,7 +60,10 @@ export class SegmentProducer {
     for (const phase of phases) {
       let pending: Promise<boolean>[] = []
       for (let i = 0; i < phase.length; i += perTick) {
-        for (const call of phase.slice(i, i + perTick)) pending.push(this.#send(call))
+        for (const call of phase.slice(i, i + perTick)) {
+          this.issued.push(call.params.messageId)
+          pending.push(this.#send(call))
+        }
         this.#issued += Math.min(perTick, phase.length - i)
         for (const w of this.#waiters.filter((w) => this.#issued >= w.at)) {
           this.#waiters.splice(this.#waiters.indexOf(w), 1)
