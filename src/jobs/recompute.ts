@@ -53,8 +53,6 @@ const PEOPLE = `SELECT person_id FROM (${EVERYONE}) a
  * so ingestion keeps running meanwhile. Recorded in job_runs.
  */
 export async function recompute(db: Knex, ctx: EvaluationContext, opts: RecomputeOptions): Promise<RecomputeResult> {
-  if (opts.campaign !== undefined && !ctx.config.campaigns.some((c) => c.key === opts.campaign))
-    throw new UnknownCampaignError(opts.campaign)
   return recordRun(
     db,
     {
@@ -72,6 +70,9 @@ export async function recompute(db: Knex, ctx: EvaluationContext, opts: Recomput
 }
 
 async function recomputeChunks(db: Knex, ctx: EvaluationContext, opts: RecomputeOptions): Promise<RecomputeResult> {
+  // Inside the recorded run: a scheduled or queued recompute of a campaign archived since is a failed run.
+  if (opts.campaign !== undefined && !ctx.config.campaigns.some((c) => c.key === opts.campaign))
+    throw new UnknownCampaignError(opts.campaign)
   const scope = opts.campaign === undefined ? {} : { campaignKeys: [opts.campaign], segmentKeys: [] }
   const chunkSize = opts.chunkSize ?? 500
   const [{ total }] = (await db.raw(`SELECT count(*)::int AS total FROM (${PEOPLE}) p`)).rows as { total: number }[]

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigCache } from '../../src/jobs/config-cache.ts'
 import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
 import { createRedis } from '../../src/jobs/redis.ts'
+import { recompute, UnknownCampaignError } from '../../src/jobs/recompute.ts'
 import { runRetention } from '../../src/jobs/retention.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { goalpostCli } from '../helpers/cli.ts'
@@ -163,6 +164,17 @@ describe('retention', () => {
     expect(refused).toMatchObject({ scope: 'older_than:45d', trigger: 'cli', events_deleted: null })
   })
 
+  it('a queued or scheduled recompute of a campaign archived since fails, and the failure is recorded in job_runs', async () => {
+    const ctx = await new ConfigCache(gp.database.db).get()
+    await expect(recompute(gp.database.db, ctx, { campaign: 'archived_since', now: Date.now(), trigger: 'schedule', schedule: 'nightly' })).rejects.toThrow(
+      UnknownCampaignError,
+    )
+    const failed = await gp.database.db('job_runs').where({ kind: 'recompute', trigger: 'schedule' }).first()
+    expect(failed).toMatchObject({ scope: 'campaign:archived_since', schedule: 'nightly', people: null })
+    expect(failed.finished_at).not.toBeNull()
+    expect(failed.error).toMatch(/no active campaign "archived_since"/)
+  })
+
   it('PUT /admin/config refuses a retention schedule shorter than the longest window, with the reason', async () => {
     const res = await admin(gp, 'PUT', '/admin/config', { ...config, schedules: [{ name: 'purge', every: '1d', retention: { older_than: '30d' } }] })
     expect(res.status).toBe(422)
@@ -184,7 +196,7 @@ describe('retention', () => {
     expect(recomputes[0]).toMatchObject({ scope: 'all', dry_run: false, trigger: 'api', state: 'completed', error: null })
     expect(recomputes[0].changes.conversions).toEqual({ added: 1, changed: 0, removed: 0 })
     expect(recomputes[0].job_id).toEqual(expect.any(String))
-    expect(runs.find((r) => r.state === 'failed')).toMatchObject({ kind: 'retention', error: expect.stringMatching(/not longer than/) })
+    expect(runs.find((r) => r.state === 'failed' && r.kind === 'retention')).toMatchObject({ error: expect.stringMatching(/not longer than/) })
 
     const only = await admin(gp, 'GET', '/admin/jobs?kind=retention&trigger=cli')
     expect(only.body.runs.every((r: any) => r.kind === 'retention' && r.trigger === 'cli')).toBe(true)
