@@ -50,3 +50,24 @@ export async function copyInto(trx: Knex.Transaction, target: string, rows: read
   }
   await pipeline(Readable.from(chunks()), stream)
 }
+
+/**
+ * unnestRows for a large batch: the rows go by COPY into a session-local
+ * staging table `table` (created on first use, emptied at each commit),
+ * which the statement reads as `alias`. Values are text as Postgres reads
+ * them (a jsonb column takes its JSON text); null and undefined are NULL.
+ */
+export async function stageRows(
+  trx: Knex.Transaction,
+  table: string,
+  alias: string,
+  columns: readonly string[],
+  types: Readonly<Record<string, string>>,
+  rows: Iterable<Record<string, unknown>>,
+): Promise<[string, Knex.RawBinding[]]> {
+  await trx.raw(`CREATE TEMP TABLE IF NOT EXISTS ${table} (${columns.map((c) => `${c} ${types[c]}`).join(', ')}) ON COMMIT DELETE ROWS`)
+  const lines: string[] = []
+  for (const row of rows) lines.push(columns.map((c) => copyText(row[c] === null || row[c] === undefined ? null : String(row[c]))).join('\t') + '\n')
+  await copyInto(trx, table, lines)
+  return [`${table} ${alias}`, []]
+}

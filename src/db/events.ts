@@ -106,6 +106,10 @@ export async function insertEventsBulk(
   staged?: readonly string[],
 ): Promise<PersistedEvent[]> {
   if (messages.length === 0) return []
+  // The INSERT sorts the staged rows (jsonb and all) by i, about 10 MB for an
+  // import batch, which the default work_mem (4 MB) sorts on disk: an
+  // external merge took about 40 % of the statement. This transaction only.
+  await trx.raw(`SET LOCAL work_mem = '64MB'`)
   await trx.raw(
     `CREATE TEMP TABLE IF NOT EXISTS goalpost_staged_events (
        i bigint GENERATED ALWAYS AS IDENTITY, message_id text, raw_id text, user_id text, anonymous_id text, type text,

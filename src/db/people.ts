@@ -1,6 +1,7 @@
 import type { Knex } from 'knex'
 import type { Attributes } from '../core/attributes.ts'
 import { unnestRows } from './unnest.ts'
+import { stageRows } from './copy.ts'
 
 export interface TraitUpdate {
   personId: string
@@ -28,7 +29,7 @@ function delta(updates: readonly TraitUpdate[]): Attributes {
  * order never changes the result. The UPDATE takes the rows' locks, so the
  * read-modify-write is safe even for a caller that holds no advisory lock.
  */
-export async function applyTraits(trx: Knex.Transaction, updates: readonly TraitUpdate[]): Promise<void> {
+export async function applyTraits(trx: Knex.Transaction, updates: readonly TraitUpdate[], opts: { bulk?: boolean } = {}): Promise<void> {
   if (updates.length === 0) return
   const byPerson = new Map<string, TraitUpdate[]>()
   for (const u of updates) {
@@ -40,16 +41,15 @@ export async function applyTraits(trx: Knex.Transaction, updates: readonly Trait
   const lists = ids.map((id) =>
     byPerson.get(id)!.sort((a, b) => Date.parse(a.receivedAt) - Date.parse(b.receivedAt) || a.seq - b.seq),
   )
-  const [from, bindings] = unnestRows(
-    'r',
-    ['person_id', 'delta', 'first_at', 'first_seq', 'last_at', 'last_seq'],
-    { person_id: 'text', delta: 'jsonb', first_at: 'timestamptz', first_seq: 'bigint', last_at: 'timestamptz', last_seq: 'bigint' },
-    ids.map((id, i) => {
-      const list = lists[i]
-      const [first, last] = [list[0], list[list.length - 1]]
-      return { person_id: id, delta: JSON.stringify(delta(list)), first_at: first.receivedAt, first_seq: first.seq, last_at: last.receivedAt, last_seq: last.seq }
-    }),
-  )
+  const columns = ['person_id', 'delta', 'first_at', 'first_seq', 'last_at', 'last_seq']
+  const types = { person_id: 'text', delta: 'jsonb', first_at: 'timestamptz', first_seq: 'bigint', last_at: 'timestamptz', last_seq: 'bigint' }
+  const deltas = ids.map((id, i) => {
+    const list = lists[i]
+    const [first, last] = [list[0], list[list.length - 1]]
+    return { person_id: id, delta: JSON.stringify(delta(list)), first_at: first.receivedAt, first_seq: first.seq, last_at: last.receivedAt, last_seq: last.seq }
+  })
+  // bulk (import): the rows reach Postgres by COPY into a staging table emptied at commit.
+  const [from, bindings] = opts.bulk ? await stageRows(trx, 'goalpost_staged_traits', 'r', columns, types, deltas) : unnestRows('r', columns, types, deltas)
   const { rows } = await trx.raw<{ rows: { person_id: string }[] }>(
     `UPDATE people p
         SET attributes = coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p.attributes || r.delta)

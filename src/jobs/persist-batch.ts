@@ -150,6 +150,7 @@ export async function storeGroup(
     events
       .filter((e) => e.message.type === 'identify')
       .map((e) => ({ personId: e.personId, traits: e.message.properties, receivedAt: e.message.receivedAt, seq: e.seq })),
+    { bulk: opts.bulk },
   )
 
   const linkPart = new Map<string, number>()

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { upsertDeliveries, type DeliveryObservation } from '../../src/db/deliveries.ts'
 import { insertEvents, insertEventsBulk, type Source } from '../../src/db/events.ts'
+import { applyTraits } from '../../src/db/people.ts'
 import type { IngestMessage } from '../../src/segment/normalise.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts'
 
@@ -73,5 +75,35 @@ describe('insertEventsBulk (COPY) stores exactly what insertEvents stores', () =
     })
     expect(again).toBe(1)
     expect(await rows(a)).toHaveLength(ra.length + 1)
+  })
+})
+
+describe('upsertDeliveries and applyTraits, bulk (COPY) and not, write the same rows', () => {
+  it('same deliveries (earliest step times, first ids named) and the same attributes, whatever the characters', async () => {
+    const people = AWKWARD.map((t, i) => `p-${t}-${i}`)
+    const observations: DeliveryObservation[] = AWKWARD.flatMap((t, i) =>
+      (['sent', 'delivered', 'opened'] as const).map((step, k) => ({
+        fact: { deliveryId: `d-${t}-${i % 4}`, campaignRef: k === 0 ? null : `c ${t}`, journeyRef: null, actionId: t, channel: 'email' as const, step },
+        personId: people[i],
+        receivedAt: `2026-03-0${1 + k}T10:00:0${i}.000Z`,
+        seq: 100 * i + k,
+      })),
+    )
+    const traits = AWKWARD.flatMap((t, i) => [
+      { personId: people[i], traits: { text: t, gone: 1 }, receivedAt: '2026-03-01T10:00:00.000Z', seq: 2 * i },
+      { personId: people[i], traits: { [t || 'empty']: { nested: t }, gone: null }, receivedAt: '2026-03-01T11:00:00.000Z', seq: 2 * i + 1 },
+    ])
+    for (const [t, bulk] of [[a, true], [b, false]] as const)
+      await t.db.transaction(async (trx) => {
+        await trx('people').insert(people.map((person_id) => ({ person_id }))).onConflict().ignore()
+        await upsertDeliveries(trx, observations, { bulk })
+        await applyTraits(trx, traits, { bulk })
+      })
+    const deliveries = (t: TestDatabase) => t.db('deliveries').whereIn('person_id', people).orderBy('delivery_id').select('*').then((r) => r.map(({ updated_at, ...d }) => d))
+    const attributes = (t: TestDatabase) => t.db('people').whereIn('person_id', people).orderBy('person_id').select('person_id', 'attributes', 'traits_received_at', 'traits_seq')
+    expect(await deliveries(a)).toEqual(await deliveries(b))
+    expect(await attributes(a)).toEqual(await attributes(b))
+    expect(new Set((await attributes(a)).map((p) => p.attributes.text))).toEqual(new Set(AWKWARD))
+    expect((await attributes(a)).every((p) => !('gone' in p.attributes))).toBe(true)
   })
 })
