@@ -24,9 +24,8 @@ let servers: Servers | undefined
 let reference: Outcome | undefined
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'goalpost-faults-'))
   const [redis, postgres] = await Promise.all([startPrivateRedis(), startPrivatePostgres()])
-  servers = { redis, postgres, dir }
+  servers = { redis, postgres, dir: mkdtempSync(join(tmpdir(), 'goalpost-faults-')) }
 })
 afterAll(async () => {
   await killAllGoalposts()
@@ -49,6 +48,7 @@ async function run(
 /** Every acknowledged call stored once, the reference's conversions, no failed job. */
 function expectRecovered(o: Outcome) {
   const why = `${o.fault}: HTTP ${JSON.stringify(o.statuses)}, re-sent ${o.resent}\n${o.output.slice(-15).join('\n')}`
+  expect(reference, 'the fault-free reference run did not complete').toBeDefined()
   expect(o.acked, why).toBe(o.sent) // the producer re-sends what the library gave up on
   expect(o.lost, why).toBe(0)
   expect(o.stored, why).toBe(o.acked)

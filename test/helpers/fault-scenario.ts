@@ -74,7 +74,7 @@ let runs = 0
 /**
  * Runs the workload once. `inject` is called once a third of it has been
  * sent, does its damage, repairs it, and returns; the run then measures how
- * long goalpost takes to store everything acknowledged by the repair.
+ * long until every call made before the repair is acknowledged and stored.
  */
 export async function runFaultScenario(
   servers: Servers,
