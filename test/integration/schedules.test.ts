@@ -86,6 +86,31 @@ afterAll(async () => {
 })
 
 describe('schedules become BullMQ job schedulers', () => {
+  it('saving lists each schedule added, changed and removed; the same schedules again change nothing', async () => {
+    const apply = async (doc: object) => {
+      const v = validateConfigDocument(doc)
+      if (!v.ok) throw new Error(v.errors.join('\n'))
+      return applyConfig(database.db, v.document, { now: new Date(), source: 'test', raw: doc })
+    }
+    const daily = { name: 'daily', every: '1d', recompute: { dry_run: true } }
+    await apply({ campaigns: [campaign] })
+    expect((await apply({ campaigns: [campaign], schedules: [daily, yearly] })).changes).toEqual([
+      'schedule daily: added (every 1d: recompute all campaigns (dry run))',
+      'schedule yearly: added (0 0 1 1 * America/New_York: recompute campaign cart)',
+    ])
+    // Key order and written-out defaults are the same schedule.
+    const same = [{ recompute: { dry_run: true }, every: '24h', name: 'daily' }, { ...yearly, recompute: { campaign: 'cart', dry_run: false } }]
+    expect((await apply({ campaigns: [campaign], schedules: same })).changed).toBe(false)
+    expect((await apply({ campaigns: [campaign], schedules: [{ ...daily, every: '12h' }, monthly] })).changes).toEqual([
+      'schedule daily: changed (every 12h: recompute all campaigns (dry run))',
+      'schedule monthly: added (0 4 1 * * UTC: retention older_than 400d)',
+      'schedule yearly: removed',
+    ])
+    expect(await database.db('schedules').orderBy('name').pluck('name')).toEqual(['daily', 'monthly'])
+    await apply({ campaigns: [campaign] })
+    expect(await database.db('schedules').pluck('name')).toEqual([])
+  })
+
   it('a document with schedules saved twice starts each job once; a worker starting later changes nothing', async () => {
     const prefix = testQueuePrefix()
     prefixes.push(prefix)
