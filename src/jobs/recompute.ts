@@ -41,11 +41,14 @@ class DryRunRollback extends Error {}
 const EVERYONE = `SELECT person_id FROM people
                   UNION SELECT person_id FROM journeys
                   UNION SELECT person_id FROM segment_memberships`
-// But not people whose log retention shortened: a replay of what is left
-// would drop or misplace what the deleted inputs caused; their rows stay as
-// the whole log made them (docs/operations.md, "Retention").
-const PEOPLE = `SELECT person_id FROM (${EVERYONE}) a
-                 WHERE NOT EXISTS (SELECT 1 FROM retention_horizons h WHERE h.person_id = a.person_id)`
+// But not people whose log retention shortened, theirs or that of an
+// anonymous id merged into them since (R25): a replay of what is left would
+// drop or misplace what the deleted inputs caused; their rows stay as the
+// whole log made them (docs/operations.md, "Retention").
+const SHORTENED = `(EXISTS (SELECT 1 FROM retention_horizons h WHERE h.person_id = a.person_id)
+                   OR EXISTS (SELECT 1 FROM identity_links l JOIN retention_horizons h ON h.person_id = l.anonymous_id
+                               WHERE l.person_id = a.person_id))`
+const PEOPLE = `SELECT person_id FROM (${EVERYONE}) a WHERE NOT ${SHORTENED}`
 
 /**
  * Rebuilds what the rules derive from the persisted log (R3), person by
@@ -101,6 +104,6 @@ async function recomputeChunks(db: Knex, ctx: EvaluationContext, opts: Recompute
     after = ids[ids.length - 1]
     opts.onProgress?.(Math.min(done, total), total)
   }
-  const [{ kept }] = (await db.raw(`SELECT count(*)::int AS kept FROM retention_horizons`)).rows as { kept: number }[]
+  const [{ kept }] = (await db.raw(`SELECT count(*)::int AS kept FROM (${EVERYONE}) a WHERE ${SHORTENED}`)).rows as { kept: number }[]
   return kept > 0 ? { people: done, changes, kept } : { people: done, changes }
 }

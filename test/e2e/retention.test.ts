@@ -205,4 +205,25 @@ describe('retention', () => {
     const anonymous = await fetch(`${gp.url}/admin/jobs`)
     expect(anonymous.status).toBe(401)
   })
+
+  it('a person merged (R25) with an anonymous id whose log retention shortened is left as they are by a recompute too', async () => {
+    const anon = { anonymousId: 'anon-old' }
+    await sendAndWait(gp, [
+      track(anon, 'Cart Abandoned', { cart_id: 'c' }, OLD),
+      lifecycle(anon, 'Email Sent', 'anon-old-c', '101', OLD + HOUR),
+      track(anon, 'Order Completed', { total: 30 }, OLD + 2 * HOUR),
+    ])
+    const ctx = await new ConfigCache(gp.database.db).get()
+    await runRetention(gp.database.db, ctx.config, { olderThanMs: OLDER_THAN, now })
+    expect(await gp.database.db('retention_horizons').where({ person_id: 'anon-old' }).first()).toBeDefined()
+    // The merge moves what is left of the anonymous log to the known person.
+    await sendAndWait(gp, [identify({ userId: 'known-late', anonymousId: 'anon-old' }, { plan: 'pro' }, now - HOUR)])
+    // A row a replay of what is left would change: the recompute must not touch it.
+    await gp.database.db('deliveries').where({ delivery_id: 'anon-old-c' }).update({ campaign_key: 'cart', after_exit: true })
+    const before = await rowsOf(['known-late', 'anon-old'])
+    expect(before.deliveries).toEqual([{ delivery_id: 'anon-old-c', campaign_key: 'cart', journey_id: null, after_exit: true, converted_at: null }])
+    const result = await recompute(gp.database.db, ctx, { now: Date.now() })
+    expect(result.changes).toEqual(noChanges)
+    expect(await rowsOf(['known-late', 'anon-old'])).toEqual(before)
+  })
 })
