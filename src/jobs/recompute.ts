@@ -93,8 +93,14 @@ async function recomputeChunks(db: Knex, ctx: EvaluationContext, opts: Recompute
     try {
       await db.transaction(async (trx) => {
         await lockPeople(trx, ids)
-        const { summary } = await evaluateLocked(trx, ids, ctx, opts.now, scope, { replay: true })
-        addSummary(changes, summary)
+        // Retention takes the people's locks too: under them, this says whether it shortened one since the list was read.
+        const { rows: shortened } = await trx.raw<{ rows: { person_id: string }[] }>(
+          `SELECT a.person_id FROM unnest(?::text[]) AS a(person_id) WHERE ${SHORTENED}`,
+          [ids],
+        )
+        const skip = new Set(shortened.map((r) => r.person_id))
+        const live = skip.size === 0 ? ids : ids.filter((id) => !skip.has(id))
+        if (live.length > 0) addSummary(changes, (await evaluateLocked(trx, live, ctx, opts.now, scope, { replay: true })).summary)
         if (opts.dryRun) throw new DryRunRollback()
       })
     } catch (err) {

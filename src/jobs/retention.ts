@@ -2,6 +2,7 @@ import type { Knex } from 'knex'
 import { retentionFloor, type CampaignDocument } from '../core/config-document/index.ts'
 import { formatDuration } from '../core/duration.ts'
 import type { EngineConfig } from '../core/model.ts'
+import { lockPeople } from '../db/events.ts'
 import { recordRun, type JobTrigger } from '../db/job-runs.ts'
 
 /**
@@ -51,11 +52,17 @@ export function configRetentionFloor(config: EngineConfig): { ms: number; what: 
   return retentionFloor(campaigns, config.segments)
 }
 
-/** Deletes one slice of sequence numbers' old events and records the horizons, in one statement. */
+/** The people one slice of sequence numbers has old events of. */
+const SLICE_PEOPLE = `
+  SELECT DISTINCT person_id FROM events
+   WHERE seq > ? AND seq <= ? AND received_at < ? AND type NOT IN ('identify', 'alias')`
+
+/** Deletes those people's old events of the slice and records their horizons, in one statement. */
 const DELETE_SLICE = `
   WITH deleted AS (
     DELETE FROM events
      WHERE seq > ? AND seq <= ? AND received_at < ? AND type NOT IN ('identify', 'alias')
+       AND person_id = ANY(?::text[])
     RETURNING person_id
   ), per_person AS (
     SELECT person_id, count(*) AS n FROM deleted GROUP BY person_id
@@ -70,9 +77,21 @@ const DELETE_SLICE = `
   )
   SELECT (SELECT count(*) FROM deleted)::int AS events, (SELECT count(*) FROM horizons)::int AS people`
 
+/** A slice's transaction again after a deadlock with an ingest transaction taking people's locks in two steps (R25 merges). */
+async function retryingDeadlocks<T>(work: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work()
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (attempt >= attempts || (code !== '40P01' && code !== '40001')) throw err
+    }
+  }
+}
+
 /**
  * Walks the log once by its sequence (the unique index on events.seq), a
- * slice a transaction, up to the last event stored when it started; later
+ * slice a short transaction under the slice's people's locks, up to the last event stored when it started; later
  * ones are younger than any horizon (an import of older messages meanwhile is
  * deleted by the next run). Recorded in job_runs.
  */
@@ -103,8 +122,18 @@ export async function runRetention(db: Knex, config: EngineConfig, opts: Retenti
       const first = Number(rows[0].first) - 1
       const last = Number(rows[0].last)
       for (let after = first; after < last; after += step) {
-        const { rows: done } = await db.raw<{ rows: { events: number; people: number }[] }>(DELETE_SLICE, [after, after + step, horizon, horizon])
-        result.eventsDeleted += done[0].events
+        // Under the people's locks, as every evaluation of them runs: a replay
+        // (a recompute's, say) sees their whole log or what is left and their
+        // horizon, never a log shortened under it. Each waits milliseconds.
+        const deleted = await retryingDeadlocks(() => db.transaction(async (trx) => {
+          const { rows: people } = await trx.raw<{ rows: { person_id: string }[] }>(SLICE_PEOPLE, [after, after + step, horizon])
+          if (people.length === 0) return 0
+          const ids = people.map((p) => p.person_id)
+          await lockPeople(trx, ids)
+          const { rows } = await trx.raw<{ rows: { events: number }[] }>(DELETE_SLICE, [after, after + step, horizon, ids, horizon])
+          return rows[0].events
+        }))
+        result.eventsDeleted += deleted
         result.batches++
         opts.onProgress?.(Math.min(after + step, last) - first, last - first)
       }

@@ -13,6 +13,8 @@ import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
 import { createRedis } from '../../src/jobs/redis.ts'
 import { recompute, UnknownCampaignError } from '../../src/jobs/recompute.ts'
 import { runRetention } from '../../src/jobs/retention.ts'
+import { lockPeople } from '../../src/db/events.ts'
+import type { Knex } from '../../src/db/knex.ts'
 import { REDIS_URL } from '../helpers/env.ts'
 import { goalpostCli } from '../helpers/cli.ts'
 import { startGoalpost, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
@@ -225,5 +227,29 @@ describe('retention', () => {
     const result = await recompute(gp.database.db, ctx, { now: Date.now() })
     expect(result.changes).toEqual(noChanges)
     expect(await rowsOf(['known-late', 'anon-old'])).toEqual(before)
+  })
+
+  it("retention deletes a person's events only under their lock: an evaluation holding it sees the whole log until it commits", async () => {
+    await sendAndWait(gp, story('old3', OLD, 'd'))
+    const ctx = await new ConfigCache(gp.database.db).get()
+    const db = gp.database.db
+    const logOf = async (q: typeof db | Knex.Transaction) => Number((await q('events').where({ person_id: 'old3' }).whereNot({ type: 'identify' }).count({ n: '*' }))[0].n)
+    let seenUnderLock = -1
+    let retention: Promise<unknown> | undefined
+    await db.transaction(async (trx) => {
+      await lockPeople(trx, ['old3'])
+      retention = runRetention(db, ctx.config, { olderThanMs: OLDER_THAN, now })
+      // Until retention waits for old3's lock (Postgres says so), then the log as this transaction reads it.
+      await waitFor(
+        async () => (await db.raw(`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                    WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted`)).rows[0].n > 0,
+        { what: 'retention waiting for the lock' },
+      )
+      seenUnderLock = await logOf(trx)
+    })
+    await retention
+    expect(seenUnderLock).toBe(4)
+    expect(await logOf(db)).toBe(0)
+    expect(await db('retention_horizons').where({ person_id: 'old3' }).first()).toMatchObject({ events_deleted: 4 })
   })
 })
