@@ -196,7 +196,8 @@ describe('schedules become BullMQ job schedulers', () => {
     const prefix = testQueuePrefix()
     prefixes.push(prefix)
     const queue = queueOn(prefix)
-    const revision = await save({ campaigns: [campaign], schedules: [monthly] })
+    const hourly = { name: 'hourly', every: '1h', recompute: {} }
+    const revision = await save({ campaigns: [campaign], schedules: [monthly, hourly] })
     const appliedAt = (await database.db('config_revisions').where({ revision }).first('applied_at')).applied_at.getTime()
     const key = scheduleKeys(prefix).revision
     // Redis says a newer revision (higher, and applied later) was reconciled: this one is stale.
@@ -206,14 +207,17 @@ describe('schedules become BullMQ job schedulers', () => {
     expect(await redis.get(key)).toBe(`${revision + 10} ${appliedAt + 60_000}`)
     // A higher number saved earlier: another history (a restored backup); this database's latest save wins.
     await redis.set(key, `${revision + 10} ${appliedAt - 60_000}`)
-    expect(await reconcileSchedules(database.db, queue, redis, prefix)).toEqual({ revision, upserted: ['monthly'], removed: [] })
+    expect(await reconcileSchedules(database.db, queue, redis, prefix)).toEqual({ revision, upserted: ['hourly', 'monthly'], removed: [] })
+    // Nothing changed since: nothing to do (an interval and a cron scheduler alike compare equal to their schedule).
+    expect(await reconcileSchedules(database.db, queue, redis, prefix)).toEqual({ revision, upserted: [], removed: [] })
     expect(await redis.get(key)).toBe(`${revision} ${appliedAt}`)
     // Many at once, as from many processes: one scheduler, one pending run.
     await queue.removeJobScheduler('schedule:monthly')
     const passes = await Promise.all(Array.from({ length: 5 }, () => reconcileSchedules(database.db, queue, redis, prefix)))
     expect(passes.flatMap((p) => p.upserted)).toEqual(['monthly'])
-    expect((await summary(queue)).map((s) => s.key)).toEqual(['schedule:monthly'])
+    expect((await summary(queue)).map((s) => s.key)).toEqual(['schedule:hourly', 'schedule:monthly'])
     expect(await pendingRuns(queue, 'monthly')).toHaveLength(1)
+    expect(await pendingRuns(queue, 'hourly')).toHaveLength(1)
   })
 
   it('a schedule with a short interval runs, and each run is recorded in job_runs with trigger schedule', async () => {
