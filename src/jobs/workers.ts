@@ -116,6 +116,8 @@ export async function startWorkers(
   const maintenance = new Worker<MaintenanceJobData>(
     QUEUE_NAMES.maintenance,
     async (job) => {
+      // A recompute or retention run reads the revision in force now: one queued (or scheduled) just after a save must not run on the cache's older one.
+      if (job.data.kind !== 'wake') configs.invalidate()
       const ctx = await configs.get()
       if (job.data.kind === 'wake') {
         // A fresh database gets planner statistics within seconds, not at autovacuum's first round.

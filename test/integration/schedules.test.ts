@@ -220,13 +220,25 @@ describe('schedules become BullMQ job schedulers', () => {
     expect(await pendingRuns(queue, 'hourly')).toHaveLength(1)
   })
 
-  it('a schedule with a short interval runs, and each run is recorded in job_runs with trigger schedule', async () => {
+  it('a schedule with a short interval, and a cron one, run, and each run is recorded in job_runs with trigger schedule', async () => {
     const prefix = testQueuePrefix()
     prefixes.push(prefix)
     const queue = queueOn(prefix)
     await workersOn(prefix)()
-    const revision = await save({ campaigns: [campaign], schedules: [{ name: 'quick', every: '1s', recompute: { campaign: 'cart', dry_run: true } }] })
+    const revision = await save({
+      campaigns: [campaign],
+      schedules: [
+        { name: 'quick', every: '1s', recompute: { campaign: 'cart', dry_run: true } },
+        // A cron pattern with a seconds field, in a time zone.
+        { name: 'tick', pattern: '*/2 * * * * *', tz: 'Asia/Kolkata', retention: { older_than: '400d' } },
+      ],
+    })
     await reconciled(prefix, revision)
+    const tick = await waitFor(
+      async () => database.db('job_runs').where({ trigger: 'schedule', schedule: 'tick' }).whereNotNull('finished_at').first(),
+      { what: 'a cron run recorded', timeoutMs: 30_000, intervalMs: 200 },
+    )
+    expect(tick).toMatchObject({ kind: 'retention', scope: 'older_than:400d', error: null, events_deleted: 0 })
     const run = await waitFor(
       async () => database.db('job_runs').where({ trigger: 'schedule', schedule: 'quick' }).whereNotNull('finished_at').first(),
       { what: 'a scheduled run recorded', timeoutMs: 30_000, intervalMs: 200 },
@@ -237,5 +249,6 @@ describe('schedules become BullMQ job schedulers', () => {
     await reconciled(prefix, stopped)
     expect(await summary(queue)).toEqual([])
     expect(await pendingRuns(queue, 'quick')).toEqual([])
+    expect(await pendingRuns(queue, 'tick')).toEqual([])
   }, 60_000)
 })
