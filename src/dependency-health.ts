@@ -67,6 +67,7 @@ interface Outage {
 
 export class DependencyHealth {
   private readonly outages = new Map<Dependency, Outage>()
+  private readonly redisConnections = new Set<Redis>()
 
   constructor(
     private readonly log: Logger,
@@ -104,10 +105,19 @@ export class DependencyHealth {
     this.log.info({ dependency: dep, downMs, errors: outage.errors }, `${NAMES[dep]} reachable again after ${(downMs / 1000).toFixed(1)} s (${outage.errors} errors meanwhile)`)
   }
 
-  /** Follows a Redis connection: its errors open an outage, its 'ready' (after a reconnect) ends it. */
+  /**
+   * Follows a Redis connection: its errors open an outage, and its 'ready'
+   * (after a reconnect) ends it once every connection this process watches is
+   * ready again; one reconnecting before the others would otherwise end the
+   * outage while the others' commands still fail, and open it again.
+   */
   watchRedis(redis: Redis): void {
+    this.redisConnections.add(redis)
     redis.on('error', (err) => this.down('redis', err))
-    redis.on('ready', () => this.up('redis'))
+    redis.on('ready', () => {
+      if ([...this.redisConnections].every((r) => r.status === 'ready')) this.up('redis')
+    })
+    redis.once('end', () => this.redisConnections.delete(redis))
   }
 
   /**
