@@ -17,8 +17,13 @@ const NAMES: Record<Dependency, string> = { postgres: 'Postgres', redis: 'Redis'
 
 /** Node socket errors a lost or refused connection raises. */
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED'])
-/** SQLSTATEs of a server shutting down, starting, or a connection failure (class 08). */
-const POSTGRES_DOWN = /^(08...|57P01|57P02|57P03|53300)$/
+/**
+ * SQLSTATEs of a Postgres that cannot take writes for now: connection
+ * failures (class 08), shutting down or starting (57P01-03), too many
+ * connections (53300), disk full (53100), read-only (25006, e.g. a standby
+ * or default_transaction_read_only). Jobs retry them and lose nothing.
+ */
+const POSTGRES_DOWN = /^(08...|57P01|57P02|57P03|53300|53100|25006)$/
 /** Messages pg and knex/tarn give a lost Postgres connection (they carry no code). */
 const POSTGRES_LOST = [
   /Connection terminated/i,

@@ -77,6 +77,8 @@ describe('transientDependency', () => {
     [new Error('Knex: Timeout acquiring a connection. The pool is probably full.'), 'redis', 'postgres'],
     [Object.assign(new Error('the database system is starting up'), { code: '57P03' }), 'redis', 'postgres'],
     [Object.assign(new Error('x'), { code: '08006' }), 'redis', 'postgres'],
+    [Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }), 'redis', 'postgres'],
+    [Object.assign(new Error('could not extend file: No space left on device'), { code: '53100' }), 'redis', 'postgres'],
     [new Error('Connection is closed.'), 'postgres', 'redis'],
     [Object.assign(new Error('Reached the max retries per request limit (which is 1).'), { name: 'MaxRetriesPerRequestError' }), 'postgres', 'redis'],
     [new Error('outer', { cause: refused }), 'postgres', 'postgres'],
