@@ -35,30 +35,17 @@ export async function insertEvents(
   // the planner how many rows there are. Only the jsonb columns travel as
   // JSON, one array each (a null comes back as JSON null: nullif).
   const column = <T>(f: (m: IngestMessage) => T) => messages.map(f)
-  // The people the new events belong to get their row in the same statement
-  // (sorted, so concurrent batches take the row locks in one order).
   const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(
-    `WITH ins AS (
-       INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
-                           received_at, sent_timestamp, source)
-       SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
-              r.properties, nullif(r.meta, 'null'::jsonb), nullif(r.context, 'null'::jsonb),
-              r.received_at, r.sent_timestamp, r.source
-         FROM ROWS FROM (unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]),
-                         unnest(?::text[]), jsonb_array_elements(?::jsonb), jsonb_array_elements(?::jsonb),
-                         jsonb_array_elements(?::jsonb), unnest(?::timestamptz[]), unnest(?::timestamptz[]),
-                         unnest(?::text[]))
-              WITH ORDINALITY AS r(message_id, raw_id, user_id, anonymous_id, type, name, properties, meta, context,
-                                   received_at, sent_timestamp, source, i)
-         LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
-        ORDER BY r.i
-       ON CONFLICT (message_id) DO NOTHING
-       RETURNING message_id, seq, person_id
-     ), new_people AS (
-       INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
-       RETURNING person_id
-     )
-     SELECT message_id, seq, person_id, person_id IN (SELECT person_id FROM new_people) AS new_person FROM ins`,
+    insertStatement(
+      `ROWS FROM (unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]), unnest(?::text[]),
+                  unnest(?::text[]), jsonb_array_elements(?::jsonb), jsonb_array_elements(?::jsonb),
+                  jsonb_array_elements(?::jsonb), unnest(?::timestamptz[]), unnest(?::timestamptz[]),
+                  unnest(?::text[]))
+       WITH ORDINALITY AS r(message_id, raw_id, user_id, anonymous_id, type, name, properties, meta, context,
+                            received_at, sent_timestamp, source, i)`,
+      // A null comes back from jsonb_array_elements as JSON null.
+      { meta: `nullif(r.meta, 'null'::jsonb)`, context: `nullif(r.context, 'null'::jsonb)` },
+    ),
     [
       column((m) => m.messageId),
       column(rawPersonId),
@@ -117,13 +104,27 @@ export async function insertEventsBulk(
      ) ON COMMIT DELETE ROWS`,
   )
   await copyInto(trx, `goalpost_staged_events (${STAGED_COLUMNS})`, staged ?? messages.map((m, i) => stagedEvent(m, sources[i])))
-  const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(
-    `WITH ins AS (
+  const { rows: inserted } = await trx.raw<{ rows: InsertedRow[] }>(insertStatement('goalpost_staged_events r', { meta: 'r.meta', context: 'r.context' }))
+  return persisted(messages, inserted)
+}
+
+type InsertedRow = { message_id: string; seq: number; person_id: string; new_person: boolean }
+
+/**
+ * The one statement that appends to the log, whatever `from` the rows come
+ * from (bound arrays, or the import's staging table): each row's person
+ * through identity links (R25), in row order `r.i` (R2: seq is persist
+ * order), messageIds already stored skipped, and the people the new events
+ * belong to get their row (sorted, so concurrent batches take the row locks
+ * in one order).
+ */
+function insertStatement(from: string, json: { meta: string; context: string }): string {
+  return `WITH ins AS (
        INSERT INTO events (message_id, person_id, user_id, anonymous_id, type, name, properties, meta, context,
                            received_at, sent_timestamp, source)
        SELECT r.message_id, coalesce(l.person_id, r.raw_id), r.user_id, r.anonymous_id, r.type, r.name,
-              r.properties, r.meta, r.context, r.received_at, r.sent_timestamp, r.source
-         FROM goalpost_staged_events r
+              r.properties, ${json.meta}, ${json.context}, r.received_at, r.sent_timestamp, r.source
+         FROM ${from}
          LEFT JOIN identity_links l ON l.anonymous_id = r.raw_id
         ORDER BY r.i
        ON CONFLICT (message_id) DO NOTHING
@@ -132,12 +133,8 @@ export async function insertEventsBulk(
        INSERT INTO people (person_id) SELECT DISTINCT person_id FROM ins ORDER BY 1 ON CONFLICT DO NOTHING
        RETURNING person_id
      )
-     SELECT message_id, seq, person_id, person_id IN (SELECT person_id FROM new_people) AS new_person FROM ins`,
-  )
-  return persisted(messages, inserted)
+     SELECT message_id, seq, person_id, person_id IN (SELECT person_id FROM new_people) AS new_person FROM ins`
 }
-
-type InsertedRow = { message_id: string; seq: number; person_id: string; new_person: boolean }
 
 /** The inserted rows matched to their messages, in seq order. */
 function persisted(messages: readonly IngestMessage[], inserted: readonly InsertedRow[]): PersistedEvent[] {

@@ -9,13 +9,10 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGoalpost, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
+import { startGoalpost, stopWakeUps, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
 import { rng, scenarioConfig, scenarioMessages } from '../helpers/scenario.ts'
 import { admin, lifecycle, mar, putConfig, send, track, type Message } from '../helpers/segment-webhook.ts'
 import { waitFor } from '../helpers/wait.ts'
-import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
-import { createRedis } from '../../src/jobs/redis.ts'
-import { REDIS_URL } from '../helpers/env.ts'
 
 let gp: TestGoalpost
 const run = promisify(execFile)
@@ -50,11 +47,7 @@ beforeAll(async () => {
   // These tests edit derived rows by hand and count what a recompute restores:
   // the scheduled wake-up (which re-evaluates people on its own) must not get
   // there first. Recompute jobs still run: only the scheduler is removed.
-  const redis = createRedis(REDIS_URL, 'worker')
-  const maintenance = createMaintenanceQueue(redis, gp.config.queuePrefix)
-  await maintenance.removeJobScheduler('wake')
-  await maintenance.close()
-  redis.disconnect()
+  await stopWakeUps(gp)
 }, 90_000)
 afterAll(async () => {
   await gp?.stop()

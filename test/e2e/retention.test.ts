@@ -9,15 +9,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigCache } from '../../src/jobs/config-cache.ts'
-import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
-import { createRedis } from '../../src/jobs/redis.ts'
 import { recompute, UnknownCampaignError } from '../../src/jobs/recompute.ts'
 import { runRetention } from '../../src/jobs/retention.ts'
 import { lockPeople } from '../../src/db/events.ts'
 import type { Knex } from '../../src/db/knex.ts'
-import { REDIS_URL } from '../helpers/env.ts'
 import { goalpostCli } from '../helpers/cli.ts'
-import { startGoalpost, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
+import { startGoalpost, stopWakeUps, testEnv, type TestGoalpost } from '../helpers/goalpost.ts'
 import { DAY, HOUR, admin, identify, lifecycle, putConfig, sendAndWait, track, type Message } from '../helpers/segment-webhook.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -93,11 +90,7 @@ beforeAll(async () => {
   // In processing-time order, one request: the streamed rows are the reference.
   await sendAndWait(gp, messages)
   // The scheduled wake-up re-evaluates people on its own: keep it out of what is compared.
-  const redis = createRedis(REDIS_URL, 'worker')
-  const maintenance = createMaintenanceQueue(redis, gp.config.queuePrefix)
-  await maintenance.removeJobScheduler('wake')
-  await maintenance.close()
-  redis.disconnect()
+  await stopWakeUps(gp)
 }, 90_000)
 afterAll(async () => {
   await gp?.stop()

@@ -2,6 +2,8 @@ import { loadConfig, type Config } from '../../src/config.ts'
 import { run, type Running } from '../../src/cli/runtime.ts'
 import { createTestDatabase, type TestDatabase } from './db.ts'
 import { REDIS_URL } from './env.ts'
+import { createMaintenanceQueue } from '../../src/jobs/queues.ts'
+import { createRedis } from '../../src/jobs/redis.ts'
 import { deleteQueuePrefix, testQueuePrefix } from './redis.ts'
 
 export const WRITE_KEY = 'test-write-key'
@@ -56,4 +58,17 @@ export async function startGoalpost(parts: { http?: boolean; workers?: boolean }
       await database.drop()
     },
   }
+}
+
+/**
+ * Removes the scheduled wake-up (which re-evaluates people on its own) from a
+ * test goalpost's maintenance queue, for tests that compare derived rows;
+ * recompute and other maintenance jobs still run.
+ */
+export async function stopWakeUps(gp: TestGoalpost): Promise<void> {
+  const redis = createRedis(REDIS_URL, 'worker')
+  const maintenance = createMaintenanceQueue(redis, gp.config.queuePrefix)
+  await maintenance.removeJobScheduler('wake')
+  await maintenance.close()
+  redis.disconnect()
 }
